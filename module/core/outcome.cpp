@@ -1,0 +1,96 @@
+// The outcome model: every way a download can end, its status under the
+// contract, its log severity and its reason, side by side in one table.
+
+#include "dss_bill.h"
+
+#include <cerrno>
+#include <iterator>
+
+namespace {
+
+struct OutcomeInfo {
+    dss_bill_outcome outcome;
+    int status;
+    dss_bill_severity severity;
+    const char *reason;
+};
+
+// clang-format off
+constexpr OutcomeInfo kOutcomes[] = {
+    // D3: the complete PDF
+    {DSS_BILL_OK,               200, DSS_BILL_SEVERITY_NONE,      "bill sent"},
+    // D5: no bill document for that id, including ids that cannot be valid
+    {DSS_BILL_INVALID_ID,       404, DSS_BILL_SEVERITY_NOT_FOUND, "bill id rejected by the id rule"},
+    {DSS_BILL_ABSENT,           404, DSS_BILL_SEVERITY_NOT_FOUND, "bill not found"},
+    {DSS_BILL_NOT_REGULAR_FILE, 404, DSS_BILL_SEVERITY_ERROR,     "bill path is not a regular file"},
+    {DSS_BILL_SYMLINK_REFUSED,  404, DSS_BILL_SEVERITY_ERROR,     "bill path is a symbolic link refused by disable_symlinks"},
+    {DSS_BILL_UNSAFE_PATH,      404, DSS_BILL_SEVERITY_ERROR,     "dss_bill_path produced an unsafe relative path"},
+    // D6: storage faults
+    {DSS_BILL_UNREADABLE,       500, DSS_BILL_SEVERITY_ERROR,     "bill file is not readable by the worker"},
+    {DSS_BILL_STORAGE_ERROR,    500, DSS_BILL_SEVERITY_CRIT,      "storage error while opening the bill"},
+    {DSS_BILL_EMPTY,            500, DSS_BILL_SEVERITY_ERROR,     "bill file is empty"},
+    // D4: larger than dss_bill_max_size (5 MB by default)
+    {DSS_BILL_TOO_LARGE,        500, DSS_BILL_SEVERITY_ERROR,     "bill exceeds dss_bill_max_size"},
+    // D8: a 200 only for a body that starts with %PDF-
+    {DSS_BILL_NOT_PDF,          500, DSS_BILL_SEVERITY_ERROR,     "bill file is not a PDF (no %PDF- signature)"},
+    {DSS_BILL_INTERNAL_ERROR,   500, DSS_BILL_SEVERITY_CRIT,      "internal error"},
+};
+// clang-format on
+
+const OutcomeInfo &info(dss_bill_outcome outcome) {
+    for (const auto &entry : kOutcomes) {
+        if (entry.outcome == outcome) {
+            return entry;
+        }
+    }
+    return kOutcomes[std::size(kOutcomes) - 1]; // unknown: internal error
+}
+
+} // namespace
+
+extern "C" {
+
+int dss_bill_outcome_status(dss_bill_outcome outcome) {
+    return info(outcome).status;
+}
+
+const char *dss_bill_outcome_reason(dss_bill_outcome outcome) {
+    return info(outcome).reason;
+}
+
+dss_bill_severity dss_bill_outcome_severity(dss_bill_outcome outcome) {
+    return info(outcome).severity;
+}
+
+dss_bill_outcome dss_bill_outcome_from_open_errno(int err) {
+    switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+        return DSS_BILL_ABSENT;
+    case ELOOP:  // disable_symlinks on
+    case EMLINK: // disable_symlinks if_not_owner (nginx reports EMLINK)
+        return DSS_BILL_SYMLINK_REFUSED;
+    case EACCES:
+    case EPERM:
+        return DSS_BILL_UNREADABLE;
+    default:
+        return DSS_BILL_STORAGE_ERROR;
+    }
+}
+
+dss_bill_outcome dss_bill_check_file(int is_file, long long size,
+                                     long long max_size) {
+    if (!is_file) {
+        return DSS_BILL_NOT_REGULAR_FILE;
+    }
+    if (size <= 0) {
+        return DSS_BILL_EMPTY;
+    }
+    if (size > max_size) {
+        return DSS_BILL_TOO_LARGE; // D4
+    }
+    return DSS_BILL_OK;
+}
+
+} // extern "C"

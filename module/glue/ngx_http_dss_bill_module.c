@@ -1,0 +1,532 @@
+
+/*
+ * ngx_http_dss_bill_module: the module table, its directives, configuration
+ * and variables. Request handling lives in ngx_http_dss_bill_handler.c, the
+ * health check in ngx_http_dss_bill_health.c.
+ */
+
+
+#include "ngx_http_dss_bill.h"
+
+
+#define NGX_HTTP_DSS_BILL_DEFAULT_MAX_SIZE  (5 * 1024 * 1024)   /* D4 */
+
+
+static ngx_int_t ngx_http_dss_bill_add_variables(ngx_conf_t *cf);
+static void *ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_dss_bill_init_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_dss_bill_id_chars(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_dss_bill_id_length(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_dss_bill_check_positive_size(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_dss_bill_check_positive_msec(ngx_conf_t *cf, void *post,
+    void *data);
+
+static ngx_int_t ngx_http_dss_bill_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_conf_post_handler_pt  ngx_http_dss_bill_positive_size_post =
+    ngx_http_dss_bill_check_positive_size;
+static ngx_conf_post_handler_pt  ngx_http_dss_bill_positive_msec_post =
+    ngx_http_dss_bill_check_positive_msec;
+
+
+static ngx_command_t  ngx_http_dss_bill_commands[] = {
+
+    { ngx_string("dss_bill"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_dss_bill,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_root"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_root,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, path),
+      NULL },
+
+    { ngx_string("dss_bill_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, max_size),
+      &ngx_http_dss_bill_positive_size_post },
+
+    { ngx_string("dss_bill_id_chars"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_id_chars,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_id_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_dss_bill_id_length,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_health_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, health_interval),
+      &ngx_http_dss_bill_positive_msec_post },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_dss_bill_module_ctx = {
+    ngx_http_dss_bill_add_variables,       /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_dss_bill_create_main_conf,    /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_dss_bill_create_loc_conf,     /* create location configuration */
+    ngx_http_dss_bill_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_dss_bill_module = {
+    NGX_MODULE_V1,
+    &ngx_http_dss_bill_module_ctx,         /* module context */
+    ngx_http_dss_bill_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_dss_bill_init_process,        /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_dss_bill_vars[] = {
+
+    { ngx_string("dss_bill_id"), NULL, ngx_http_dss_bill_id_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_dss_bill_default_path =
+    ngx_string("$dss_bill_id.pdf");
+
+
+static ngx_int_t
+ngx_http_dss_bill_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_dss_bill_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dss_bill_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx == NULL || ctx->bill_id.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ctx->bill_id.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = ctx->bill_id.data;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_dss_bill_main_conf_t  *dmcf;
+
+    dmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_dss_bill_main_conf_t));
+    if (dmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&dmcf->healths, cf->pool, 4,
+                       sizeof(ngx_http_dss_bill_health_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return dmcf;
+}
+
+
+static void *
+ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_dss_bill_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_dss_bill_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->enabled = 0;
+     *     conf->location = { 0, NULL };
+     *     conf->root = { 0, NULL };
+     *     conf->path = NULL;
+     *     conf->id_chars = { 0, NULL };
+     *     conf->health = NULL;
+     */
+
+    conf->max_size = NGX_CONF_UNSET;
+    conf->id_min_length = NGX_CONF_UNSET_UINT;
+    conf->id_max_length = NGX_CONF_UNSET_UINT;
+    conf->health_interval = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_dss_bill_loc_conf_t *prev = parent;
+    ngx_http_dss_bill_loc_conf_t *conf = child;
+
+    char                               err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_http_dss_bill_health_t       **health;
+    ngx_http_dss_bill_main_conf_t     *dmcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    ngx_conf_merge_str_value(conf->root, prev->root, "");
+    ngx_conf_merge_off_value(conf->max_size, prev->max_size,
+                             NGX_HTTP_DSS_BILL_DEFAULT_MAX_SIZE);
+    ngx_conf_merge_str_value(conf->id_chars, prev->id_chars,
+                             DSS_BILL_ID_DEFAULT_CHARS);
+    ngx_conf_merge_uint_value(conf->id_min_length, prev->id_min_length,
+                              DSS_BILL_ID_DEFAULT_MIN);
+    ngx_conf_merge_uint_value(conf->id_max_length, prev->id_max_length,
+                              DSS_BILL_ID_DEFAULT_MAX);
+    ngx_conf_merge_msec_value(conf->health_interval, prev->health_interval,
+                              5000);
+
+    if (conf->path == NULL) {
+        conf->path = prev->path;
+    }
+
+    if (!conf->enabled) {
+        return NGX_CONF_OK;
+    }
+
+    /* everything below is derived once, here, not per request */
+
+    if (conf->root.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dss_bill\" in location \"%V\" has no bill "
+                           "source: set \"dss_bill_root\" in %s:%ui",
+                           &conf->location, conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->path == NULL) {
+        conf->path = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (conf->path == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &ngx_http_dss_bill_default_path;
+        ccv.complex_value = conf->path;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* both were checked when set; their combination is checked here */
+
+    dss_bill_id_rule_default(&conf->id_rule);
+
+    if (dss_bill_id_rule_set_chars(&conf->id_rule,
+                                   (const char *) conf->id_chars.data,
+                                   conf->id_chars.len, err, sizeof(err))
+        != 0
+        || dss_bill_id_rule_set_length(&conf->id_rule, conf->id_min_length,
+                                       conf->id_max_length, err, sizeof(err))
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid bill id rule for location \"%V\": %s",
+                           &conf->location, err);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->health = ngx_http_dss_bill_health_create(cf, &conf->root,
+                                                   conf->health_interval);
+    if (conf->health == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_dss_bill_module);
+
+    health = ngx_array_push(&dmcf->healths);
+    if (health == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *health = conf->health;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dss_bill_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_dss_bill_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_dss_bill_module);
+    if (dmcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_dss_bill_health_start(cycle, &dmcf->healths);
+}
+
+
+static char *
+ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (dlcf->enabled) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* the routes are found below the location's prefix */
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dss_bill\" needs a prefix or exact location "
+                           "such as \"location /dss/bill/\", not \"%V\"",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->enabled = 1;
+    dlcf->location = clcf->name;
+    dlcf->route_base = dss_bill_route_base_len((const char *) clcf->name.data,
+                                               clcf->name.len);
+    dlcf->file = cf->conf_file->file.name.data;
+    dlcf->line = cf->conf_file->line;
+
+    clcf->handler = ngx_http_dss_bill_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value, root;
+
+    if (dlcf->root.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    root = value[1];
+
+    if (root.len == 0) {
+        return "has an empty path";
+    }
+
+    /* health probes watch one fixed directory: no variables here */
+
+    if (ngx_strlchr(root.data, root.data + root.len, '$') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dss_bill_root\" does not take variables; "
+                           "use them in \"dss_bill_path\"");
+        return NGX_CONF_ERROR;
+    }
+
+    while (root.len > 1 && root.data[root.len - 1] == '/') {
+        root.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &root, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the probe and the open need a C string */
+
+    dlcf->root.data = ngx_pnalloc(cf->pool, root.len + 1);
+    if (dlcf->root.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(dlcf->root.data, root.data, root.len);
+    dlcf->root.data[root.len] = '\0';
+    dlcf->root.len = root.len;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dss_bill_id_chars(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    char              err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_str_t        *value;
+    dss_bill_id_rule  rule;
+
+    if (dlcf->id_chars.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (dss_bill_id_rule_set_chars(&rule, (const char *) value[1].data,
+                                   value[1].len, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_id_chars\" \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->id_chars = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dss_bill_id_length(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    char              err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_int_t         min, max;
+    ngx_str_t        *value;
+    dss_bill_id_rule  rule;
+
+    if (dlcf->id_min_length != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    min = ngx_atoi(value[1].data, value[1].len);
+    max = ngx_atoi(value[2].data, value[2].len);
+
+    if (min == NGX_ERROR || max == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_id_length\" \"%V %V\": "
+                           "expected two whole numbers", &value[1], &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dss_bill_id_rule_set_length(&rule, min, max, err, sizeof(err)) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_id_length\" \"%V %V\": %s",
+                           &value[1], &value[2], err);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->id_min_length = min;
+    dlcf->id_max_length = max;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dss_bill_check_positive_size(ngx_conf_t *cf, void *post, void *data)
+{
+    off_t  *size = data;
+
+    if (*size <= 0) {
+        return "must be greater than zero";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dss_bill_check_positive_msec(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *msec = data;
+
+    if (*msec == 0) {
+        return "must be greater than zero";
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,160 @@
+/*
+ * dss_bill.h: the C boundary between the nginx glue and the C++ core.
+ *
+ * Plain C types only: no nginx types, no C++ types. Every function is
+ * implemented in C++ and never lets an exception out. Nothing here allocates:
+ * callers own every buffer.
+ */
+
+#ifndef DSS_BILL_H
+#define DSS_BILL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- bill-id rule (D2, D5) ------------------------------------------- */
+
+#define DSS_BILL_ID_DEFAULT_CHARS "A-Za-z0-9_-"
+#define DSS_BILL_ID_DEFAULT_MIN 1
+#define DSS_BILL_ID_DEFAULT_MAX 64
+/* An id is one path segment inside a file name: never longer than this. */
+#define DSS_BILL_ID_LIMIT 200
+
+typedef struct {
+    uint8_t allowed[32]; /* bitmap over byte values */
+    size_t min_length;
+    size_t max_length;
+} dss_bill_id_rule;
+
+/* The default rule: 1 to 64 characters of A-Z a-z 0-9 - _. */
+void dss_bill_id_rule_default(dss_bill_id_rule *rule);
+
+/*
+ * Sets the allowed characters from a class such as "A-Za-z0-9_-" (ranges and
+ * single characters; a '-' first or last is literal). Characters that could
+ * change a path or a URL ('/', '\\', '.', '%', '?', '#', controls, space,
+ * non-ASCII) are refused. Returns 0, or -1 with a reason in err.
+ */
+int dss_bill_id_rule_set_chars(dss_bill_id_rule *rule, const char *spec,
+                               size_t spec_len, char *err, size_t err_size);
+
+/* Sets the length bounds: 1 <= min <= max <= DSS_BILL_ID_LIMIT. */
+int dss_bill_id_rule_set_length(dss_bill_id_rule *rule, size_t min_length,
+                                size_t max_length, char *err, size_t err_size);
+
+/* 1 when id (not NUL-terminated, may contain NUL) satisfies the rule. */
+int dss_bill_id_is_valid(const dss_bill_id_rule *rule, const char *id,
+                         size_t id_len);
+
+/* ---- routes under a dss_bill location --------------------------------- */
+
+typedef enum {
+    DSS_BILL_ROUTE_NONE = 0, /* anything else: 404 */
+    DSS_BILL_ROUTE_HEALTH,   /* <prefix>/healthcheck */
+    DSS_BILL_ROUTE_DOWNLOAD  /* <prefix>/download/<id> */
+} dss_bill_route_kind;
+
+typedef struct {
+    dss_bill_route_kind kind;
+    const char *id; /* DOWNLOAD: points into the uri; not validated */
+    size_t id_len;
+} dss_bill_route;
+
+/*
+ * The part of a location's name that the routes hang off: the name itself,
+ * less a trailing "healthcheck" or "download/" so that an exact location
+ * such as "= /dss/bill/healthcheck" (kept outside auth_basic, H1) routes
+ * like the prefix location "/dss/bill/".
+ */
+size_t dss_bill_route_base_len(const char *location, size_t location_len);
+
+/*
+ * Classifies a decoded request path below the route base. The id is
+ * everything after "download/", so "download/a/b" yields the id "a/b", which
+ * the id rule then refuses.
+ */
+dss_bill_route dss_bill_route_parse(const char *uri, size_t uri_len,
+                                    size_t base_len);
+
+/* ---- file path under the document root --------------------------------- */
+
+/*
+ * 1 when a relative path produced by dss_bill_path is safe to append to the
+ * root: not empty, no NUL, no backslash, no "." or ".." segment, not
+ * absolute.
+ */
+int dss_bill_relative_path_is_safe(const char *rel, size_t rel_len);
+
+/*
+ * Writes root + '/' + rel + NUL into out (out_size >= root_len + rel_len + 2)
+ * with exactly one slash between them. Returns the length without the NUL,
+ * or 0 when out is too small.
+ */
+size_t dss_bill_join_path(const char *root, size_t root_len, const char *rel,
+                          size_t rel_len, char *out, size_t out_size);
+
+/* ---- outcomes: what happened -> status + reason (D3-D7) ---------------- */
+
+typedef enum {
+    DSS_BILL_OK = 0,
+    /* 404: no bill document for that id (D5) */
+    DSS_BILL_INVALID_ID,
+    DSS_BILL_ABSENT,
+    DSS_BILL_NOT_REGULAR_FILE,
+    DSS_BILL_SYMLINK_REFUSED,
+    DSS_BILL_UNSAFE_PATH,
+    /* 500: anything else (D4, D6) */
+    DSS_BILL_UNREADABLE,
+    DSS_BILL_STORAGE_ERROR,
+    DSS_BILL_EMPTY,
+    DSS_BILL_TOO_LARGE,
+    DSS_BILL_NOT_PDF,
+    DSS_BILL_INTERNAL_ERROR
+} dss_bill_outcome;
+
+typedef enum {
+    DSS_BILL_SEVERITY_NONE = 0, /* nothing to log */
+    DSS_BILL_SEVERITY_NOT_FOUND, /* logged unless log_not_found is off */
+    DSS_BILL_SEVERITY_ERROR,     /* operator must look: bad data */
+    DSS_BILL_SEVERITY_CRIT       /* storage itself is failing */
+} dss_bill_severity;
+
+/* The HTTP status the contract gives the outcome: 200, 404 or 500. */
+int dss_bill_outcome_status(dss_bill_outcome outcome);
+
+/* A short reason for the error log, e.g. "bill exceeds dss_bill_max_size". */
+const char *dss_bill_outcome_reason(dss_bill_outcome outcome);
+
+dss_bill_severity dss_bill_outcome_severity(dss_bill_outcome outcome);
+
+/* Maps the errno of a failed open of the bill file. */
+dss_bill_outcome dss_bill_outcome_from_open_errno(int err);
+
+/* Checks what stat said about an opened bill against the size limit. */
+dss_bill_outcome dss_bill_check_file(int is_file, long long size,
+                                     long long max_size);
+
+/* ---- PDF signature (D8) ------------------------------------------------ */
+
+#define DSS_BILL_PDF_SIGNATURE_LEN 5
+
+/* 1 when the first bytes are "%PDF-". */
+int dss_bill_is_pdf_signature(const unsigned char *head, size_t len);
+
+/* ---- document-root health probe (H3) ----------------------------------- */
+
+/*
+ * Checks that path is a directory this process can list and enter. Returns 1
+ * when healthy; otherwise 0 with the reason in reason.
+ */
+int dss_bill_probe_root(const char *path, char *reason, size_t reason_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSS_BILL_H */

@@ -1,0 +1,102 @@
+/* harness: starts the real nginx with the built module on loopback and talks
+ * to it with libcurl. Used by every integration test. */
+
+#ifndef DSS_HARNESS_H
+#define DSS_HARNESS_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    char prefix[PATH_MAX]; /* temporary nginx prefix, world-readable */
+    int port;
+    pid_t pid; /* nginx master; also its process group */
+    int running;
+} dss_nginx;
+
+/*
+ * Creates a temporary prefix (world-traversable, so that workers running as
+ * "nobody" can read what tests put there) with a TLS certificate
+ * (cert.pem, key.pem for 127.0.0.1) and an htpasswd file (user "dss",
+ * password "secret"). Returns 0 or -1.
+ */
+int dss_nginx_prepare(dss_nginx *n);
+
+/*
+ * Writes nginx.conf from http_block (the body of "http { }") after
+ * replacing @PREFIX@ and @PORT@, then starts nginx in the foreground and
+ * polls until it accepts connections. Retries with another free port if
+ * the first was taken meanwhile. Returns 0 or -1 (nginx's stderr printed).
+ */
+int dss_nginx_start(dss_nginx *n, const char *http_block);
+
+/* Stops nginx (and every worker), waits for it. */
+void dss_nginx_stop(dss_nginx *n);
+
+/* Removes the prefix. */
+void dss_nginx_cleanup(dss_nginx *n);
+
+/* Sends a signal to the master (e.g. SIGQUIT for a graceful shutdown). */
+int dss_nginx_signal(dss_nginx *n, int sig);
+
+/* Polls until the master has exited; 0 when it did within timeout_ms. */
+int dss_nginx_wait_exit(dss_nginx *n, long timeout_ms);
+
+/*
+ * Runs "nginx -t" on a configuration made from http_block, captures its
+ * output in out. Returns nginx's exit status.
+ */
+int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
+                          size_t out_size);
+
+/* Path below the prefix, e.g. dss_path(n, "bills/1.pdf"). Static buffer
+ * rotation: up to 8 results valid at once. */
+const char *dss_path(const dss_nginx *n, const char *rel);
+
+/* Counts the lines of the error log that contain needle. */
+int dss_error_log_count(const dss_nginx *n, const char *needle);
+
+/* Writes a PDF bill of exactly size bytes (0: natural size). */
+void dss_write_bill(const char *path, const char *id, size_t size);
+
+/* Writes arbitrary bytes to a file (mode 0644). */
+void dss_write_file(const char *path, const void *data, size_t len);
+
+/* ---- HTTP client ----------------------------------------------------------
+ */
+
+typedef struct {
+    long status;
+    char *body;
+    size_t body_len;
+    char headers[16384];
+    int curl_code; /* CURLcode of the transfer */
+} dss_response;
+
+typedef struct {
+    const char *method;         /* default GET */
+    const char *const *headers; /* NULL-terminated extra request headers */
+    const char *userpwd;        /* Basic auth, "user:password" */
+    int plain_http;             /* 0: https with the test certificate */
+    int http2;                  /* negotiate HTTP/2 over TLS */
+    long timeout_ms;            /* default 10000 */
+} dss_request_options;
+
+/* Performs one request to https://127.0.0.1:<port><target>. */
+dss_response dss_request(const dss_nginx *n, const char *target,
+                         const dss_request_options *options);
+
+/* GET with default options. */
+dss_response dss_get(const dss_nginx *n, const char *target);
+
+/* The value of a response header (case-insensitive name), or NULL. The
+ * returned pointer is into a static buffer. */
+const char *dss_header(const dss_response *r, const char *name);
+
+void dss_response_free(dss_response *r);
+
+/* Reads a whole file; returns a malloc'd buffer and its length. */
+char *dss_read_file(const char *path, size_t *len);
+
+#endif

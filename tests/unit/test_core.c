@@ -1,0 +1,390 @@
+/* Unit tests of the C++ core, through its C boundary (dss_bill.h). */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dss_bill.h"
+
+static int valid(const dss_bill_id_rule *rule, const char *id) {
+    return dss_bill_id_is_valid(rule, id, strlen(id));
+}
+
+/* ---- D2, D5: the bill-id rule ------------------------------------------- */
+
+static void test_D2_default_rule_accepts_billing_ids(void **state) {
+    (void)state;
+    dss_bill_id_rule rule;
+    dss_bill_id_rule_default(&rule);
+
+    assert_true(valid(&rule, "123456789012"));
+    assert_true(valid(&rule, "a"));
+    assert_true(valid(&rule, "ABC-def_09"));
+    char longest[65];
+    memset(longest, '7', 64);
+    longest[64] = '\0';
+    assert_true(valid(&rule, longest));
+}
+
+static void test_D5_default_rule_refuses_hostile_ids(void **state) {
+    (void)state;
+    dss_bill_id_rule rule;
+    dss_bill_id_rule_default(&rule);
+
+    static const char *const hostile[] = {
+        "",         "..",     ".",   "../etc/passwd", "a/b",  "a\\b", "%2e%2e",
+        "%2F",      "12.pdf", "a b", "a\tb",          "a\nb", "a?b",  "a#b",
+        "\xc3\xa9", "a;rm",   "a*",  "$(id)",         "a\"b", "'",
+    };
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        if (valid(&rule, hostile[i])) {
+            fail_msg("hostile id \"%s\" was accepted", hostile[i]);
+        }
+    }
+
+    /* an embedded NUL must not cut the check short */
+    assert_false(dss_bill_id_is_valid(&rule, "12\0../x", 7));
+
+    char too_long[66];
+    memset(too_long, '1', 65);
+    too_long[65] = '\0';
+    assert_false(valid(&rule, too_long));
+
+    char huge[4001];
+    memset(huge, 'a', 4000);
+    huge[4000] = '\0';
+    assert_false(valid(&rule, huge));
+}
+
+static void test_D2_custom_chars_and_length(void **state) {
+    (void)state;
+    char err[128];
+    dss_bill_id_rule rule;
+    dss_bill_id_rule_default(&rule);
+
+    assert_int_equal(
+        dss_bill_id_rule_set_chars(&rule, "0-9", 3, err, sizeof(err)), 0);
+    assert_int_equal(
+        dss_bill_id_rule_set_length(&rule, 12, 12, err, sizeof(err)), 0);
+
+    assert_true(valid(&rule, "123456789012"));
+    assert_false(valid(&rule, "12345678901"));
+    assert_false(valid(&rule, "1234567890123"));
+    assert_false(valid(&rule, "12345678901a"));
+    assert_false(valid(&rule, "12345678901-"));
+}
+
+static void test_D2_literal_dash_first_or_last(void **state) {
+    (void)state;
+    char err[128];
+    dss_bill_id_rule rule;
+    dss_bill_id_rule_default(&rule);
+
+    assert_int_equal(
+        dss_bill_id_rule_set_chars(&rule, "-a", 2, err, sizeof(err)), 0);
+    assert_true(valid(&rule, "a-a"));
+    assert_false(valid(&rule, "b"));
+
+    assert_int_equal(
+        dss_bill_id_rule_set_chars(&rule, "x-", 2, err, sizeof(err)), 0);
+    assert_true(valid(&rule, "x-x"));
+    assert_false(valid(&rule, "w"));
+}
+
+static void expect_chars_refused(const char *spec, const char *reason_part) {
+    char err[128];
+    dss_bill_id_rule rule;
+    dss_bill_id_rule_default(&rule);
+    dss_bill_id_rule before = rule;
+
+    assert_int_equal(
+        dss_bill_id_rule_set_chars(&rule, spec, strlen(spec), err, sizeof(err)),
+        -1);
+    if (strstr(err, reason_part) == NULL) {
+        fail_msg("reason for \"%s\" is \"%s\", expected \"%s\"", spec, err,
+                 reason_part);
+    }
+    /* a refused class leaves the rule as it was */
+    assert_memory_equal(&rule, &before, sizeof(rule));
+}
+
+static void
+test_D5_char_classes_that_could_touch_paths_are_refused(void **state) {
+    (void)state;
+    expect_chars_refused("", "empty");
+    expect_chars_refused("a-z.", "'.'");
+    expect_chars_refused("a-z/", "'/'");
+    expect_chars_refused("\\\\", "'\\'");
+    expect_chars_refused("%", "'%'");
+    expect_chars_refused("!-~", "'#'"); /* the whole printable range */
+    expect_chars_refused("z-a", "reversed");
+    expect_chars_refused("a b", "space");
+}
+
+static void test_D2_length_bounds_are_checked(void **state) {
+    (void)state;
+    char err[128];
+    dss_bill_id_rule rule;
+    dss_bill_id_rule_default(&rule);
+
+    assert_int_equal(
+        dss_bill_id_rule_set_length(&rule, 0, 10, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "at least 1"));
+    assert_int_equal(dss_bill_id_rule_set_length(&rule, 5, 4, err, sizeof(err)),
+                     -1);
+    assert_int_equal(dss_bill_id_rule_set_length(
+                         &rule, 1, DSS_BILL_ID_LIMIT + 1, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "200"));
+    /* a tiny error buffer truncates, never overflows */
+    char tiny[4] = {'x', 'x', 'x', 'x'};
+    assert_int_equal(dss_bill_id_rule_set_length(&rule, 0, 1, tiny, 3), -1);
+    assert_int_equal(tiny[2], '\0');
+    assert_int_equal(tiny[3], 'x');
+}
+
+/* ---- routing ---------------------------------------------------------------
+ */
+
+static dss_bill_route route(const char *uri, const char *prefix) {
+    return dss_bill_route_parse(uri, strlen(uri), strlen(prefix));
+}
+
+static void test_routes_below_the_location(void **state) {
+    (void)state;
+    dss_bill_route r = route("/dss/bill/healthcheck", "/dss/bill/");
+    assert_int_equal(r.kind, DSS_BILL_ROUTE_HEALTH);
+
+    r = route("/dss/bill/healthcheck", "/dss/bill");
+    assert_int_equal(r.kind, DSS_BILL_ROUTE_HEALTH);
+
+    r = route("/dss/bill/download/123", "/dss/bill/");
+    assert_int_equal(r.kind, DSS_BILL_ROUTE_DOWNLOAD);
+    assert_int_equal(r.id_len, 3);
+    assert_memory_equal(r.id, "123", 3);
+
+    r = route("/x/download/a/b", "/x/");
+    assert_int_equal(r.kind, DSS_BILL_ROUTE_DOWNLOAD);
+    assert_int_equal(r.id_len, 3); /* "a/b": the id rule refuses it */
+
+    r = route("/dss/bill/download/", "/dss/bill/");
+    assert_int_equal(r.kind, DSS_BILL_ROUTE_DOWNLOAD);
+    assert_int_equal(r.id_len, 0);
+}
+
+static size_t base(const char *location) {
+    return dss_bill_route_base_len(location, strlen(location));
+}
+
+static void test_H1_route_base_of_exact_health_location(void **state) {
+    (void)state;
+    assert_int_equal(base("/dss/bill/"), 10);
+    assert_int_equal(base("/dss/bill"), 9);
+    assert_int_equal(base("/dss/bill/healthcheck"), 10);
+    assert_int_equal(base("/dss/bill/download/"), 10);
+    assert_int_equal(base("/dss/bill/download"), 10);
+    assert_int_equal(base("/healthcheck"), 1);
+    assert_int_equal(base("/myhealthcheck"), 14); /* not a whole segment */
+
+    /* "= /dss/bill/healthcheck" answers the health route */
+    const char *uri = "/dss/bill/healthcheck";
+    assert_int_equal(dss_bill_route_parse(uri, strlen(uri), base(uri)).kind,
+                     DSS_BILL_ROUTE_HEALTH);
+}
+
+static void test_other_paths_are_no_route(void **state) {
+    (void)state;
+    static const char *const others[] = {
+        "/dss/bill/",
+        "/dss/bill/healthcheck/",
+        "/dss/bill/healthchecks",
+        "/dss/bill/download",
+        "/dss/bill/downloads/1",
+        "/dss/bill/x/healthcheck",
+        "/dss/billing/healthcheck",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        dss_bill_route r = route(others[i], "/dss/bill");
+        if (r.kind != DSS_BILL_ROUTE_NONE) {
+            fail_msg("\"%s\" routed to %d", others[i], r.kind);
+        }
+    }
+    /* a prefix longer than the uri cannot match */
+    assert_int_equal(dss_bill_route_parse("/a", 2, 10).kind,
+                     DSS_BILL_ROUTE_NONE);
+}
+
+/* ---- paths under the root
+ * ---------------------------------------------------- */
+
+static int safe(const char *rel) {
+    return dss_bill_relative_path_is_safe(rel, strlen(rel));
+}
+
+static void test_D5_relative_paths(void **state) {
+    (void)state;
+    assert_true(safe("123.pdf"));
+    assert_true(safe("12/34/123.pdf"));
+    assert_true(safe("..pdf"));
+
+    assert_false(safe(""));
+    assert_false(safe("/etc/passwd"));
+    assert_false(safe("../x.pdf"));
+    assert_false(safe("a/../../x.pdf"));
+    assert_false(safe("a/.."));
+    assert_false(safe("./x.pdf"));
+    assert_false(safe("a//b.pdf"));
+    assert_false(safe("a/"));
+    assert_false(safe("a\\..\\b"));
+    assert_false(dss_bill_relative_path_is_safe("a\0/../b", 7));
+}
+
+static void test_join_path(void **state) {
+    (void)state;
+    char out[64];
+    size_t n =
+        dss_bill_join_path("/srv/bills", 10, "1.pdf", 5, out, sizeof(out));
+    assert_string_equal(out, "/srv/bills/1.pdf");
+    assert_int_equal(n, strlen(out));
+
+    n = dss_bill_join_path("/srv/bills//", 12, "1.pdf", 5, out, sizeof(out));
+    assert_string_equal(out, "/srv/bills/1.pdf");
+
+    n = dss_bill_join_path("/", 1, "1.pdf", 5, out, sizeof(out));
+    assert_string_equal(out, "/1.pdf");
+
+    /* exactly enough room, then one byte short */
+    assert_int_equal(dss_bill_join_path("/r", 2, "ab", 2, out, 6), 5);
+    assert_int_equal(dss_bill_join_path("/r", 2, "ab", 2, out, 5), 0);
+}
+
+/* ---- D8: PDF signature
+ * --------------------------------------------------------- */
+
+static void test_D8_pdf_signature(void **state) {
+    (void)state;
+    const unsigned char pdf[] = "%PDF-1.7\n";
+    assert_true(dss_bill_is_pdf_signature(pdf, 9));
+    assert_true(dss_bill_is_pdf_signature(pdf, 5));
+    assert_false(dss_bill_is_pdf_signature(pdf, 4));
+    assert_false(dss_bill_is_pdf_signature((const unsigned char *)"<html>", 6));
+    assert_false(dss_bill_is_pdf_signature((const unsigned char *)"%pdf-1", 6));
+    assert_false(
+        dss_bill_is_pdf_signature((const unsigned char *)" %PDF-1.4", 9));
+    assert_false(dss_bill_is_pdf_signature((const unsigned char *)"", 0));
+}
+
+/* ---- D3-D7: outcome -> status
+ * ---------------------------------------------------- */
+
+static void test_D7_every_outcome_is_200_404_or_500(void **state) {
+    (void)state;
+    for (int o = DSS_BILL_OK; o <= DSS_BILL_INTERNAL_ERROR; o++) {
+        int status = dss_bill_outcome_status((dss_bill_outcome)o);
+        assert_true(status == 200 || status == 404 || status == 500);
+        const char *reason = dss_bill_outcome_reason((dss_bill_outcome)o);
+        assert_non_null(reason);
+        assert_true(strlen(reason) > 0);
+    }
+    /* an unknown value is an internal error, not a success */
+    assert_int_equal(dss_bill_outcome_status((dss_bill_outcome)999), 500);
+}
+
+static void test_D5_D6_outcome_mapping(void **state) {
+    (void)state;
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_OK), 200);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_INVALID_ID), 404);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_ABSENT), 404);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_NOT_REGULAR_FILE), 404);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_UNSAFE_PATH), 404);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_UNREADABLE), 500);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_EMPTY), 500);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_TOO_LARGE), 500);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_NOT_PDF), 500);
+    assert_int_equal(dss_bill_outcome_status(DSS_BILL_STORAGE_ERROR), 500);
+
+    assert_int_equal(dss_bill_outcome_from_open_errno(ENOENT), DSS_BILL_ABSENT);
+    assert_int_equal(dss_bill_outcome_from_open_errno(ENOTDIR),
+                     DSS_BILL_ABSENT);
+    assert_int_equal(dss_bill_outcome_from_open_errno(EACCES),
+                     DSS_BILL_UNREADABLE);
+    assert_int_equal(dss_bill_outcome_from_open_errno(ELOOP),
+                     DSS_BILL_SYMLINK_REFUSED);
+    assert_int_equal(dss_bill_outcome_from_open_errno(EIO),
+                     DSS_BILL_STORAGE_ERROR);
+    assert_int_equal(dss_bill_outcome_severity(DSS_BILL_STORAGE_ERROR),
+                     DSS_BILL_SEVERITY_CRIT);
+    assert_int_equal(dss_bill_outcome_severity(DSS_BILL_ABSENT),
+                     DSS_BILL_SEVERITY_NOT_FOUND);
+}
+
+static void test_D4_size_limit_is_inclusive(void **state) {
+    (void)state;
+    const long long limit = 5LL * 1024 * 1024;
+    assert_int_equal(dss_bill_check_file(1, limit, limit), DSS_BILL_OK);
+    assert_int_equal(dss_bill_check_file(1, limit + 1, limit),
+                     DSS_BILL_TOO_LARGE);
+    assert_int_equal(dss_bill_check_file(1, 1, limit), DSS_BILL_OK);
+    assert_int_equal(dss_bill_check_file(1, 0, limit), DSS_BILL_EMPTY);
+    assert_int_equal(dss_bill_check_file(0, 10, limit),
+                     DSS_BILL_NOT_REGULAR_FILE);
+}
+
+/* ---- H3: document-root probe
+ * --------------------------------------------------- */
+
+static void test_H3_root_probe(void **state) {
+    (void)state;
+    char dir[] = "/tmp/dss-probe-XXXXXX";
+    char reason[128];
+    assert_non_null(mkdtemp(dir));
+
+    assert_int_equal(dss_bill_probe_root(dir, reason, sizeof(reason)), 1);
+
+    char file[PATH_MAX];
+    snprintf(file, sizeof(file), "%s/f", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(dss_bill_probe_root(file, reason, sizeof(reason)), 0);
+    assert_non_null(strstr(reason, "Not a directory"));
+
+    unlink(file);
+    rmdir(dir);
+    assert_int_equal(dss_bill_probe_root(dir, reason, sizeof(reason)), 0);
+    assert_non_null(strstr(reason, "No such file"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_D2_default_rule_accepts_billing_ids),
+        cmocka_unit_test(test_D5_default_rule_refuses_hostile_ids),
+        cmocka_unit_test(test_D2_custom_chars_and_length),
+        cmocka_unit_test(test_D2_literal_dash_first_or_last),
+        cmocka_unit_test(
+            test_D5_char_classes_that_could_touch_paths_are_refused),
+        cmocka_unit_test(test_D2_length_bounds_are_checked),
+        cmocka_unit_test(test_routes_below_the_location),
+        cmocka_unit_test(test_H1_route_base_of_exact_health_location),
+        cmocka_unit_test(test_other_paths_are_no_route),
+        cmocka_unit_test(test_D5_relative_paths),
+        cmocka_unit_test(test_join_path),
+        cmocka_unit_test(test_D8_pdf_signature),
+        cmocka_unit_test(test_D7_every_outcome_is_200_404_or_500),
+        cmocka_unit_test(test_D5_D6_outcome_mapping),
+        cmocka_unit_test(test_D4_size_limit_is_inclusive),
+        cmocka_unit_test(test_H3_root_probe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
