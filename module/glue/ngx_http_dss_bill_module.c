@@ -268,7 +268,8 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* everything below is derived once, here, not per request */
 
     if (conf->root.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+        /* cf points past the http block here: name the "dss_bill" line */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                            "\"dss_bill\" in location \"%V\" has no bill "
                            "source: set \"dss_bill_root\" in %s:%ui",
                            &conf->location, conf->file, conf->line);

@@ -1,0 +1,367 @@
+/* Integration tests of the module's configuration: "nginx -t" with the built
+ * module must refuse every configuration mistake with a message that names
+ * the directive (or the location) at fault, and accept a good configuration.
+ * Nothing is started: each test only runs "nginx -t" in one shared prefix. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static dss_nginx nginx;
+
+/* nginx -t prints a handful of lines; room to spare for the whole output */
+static char out[32768];
+
+static int group_setup(void **state) {
+    (void)state;
+    return dss_nginx_prepare(&nginx);
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    dss_nginx_cleanup(&nginx);
+    return 0;
+}
+
+/* Runs "nginx -t" on http_block; on a failed expectation the whole nginx
+ * output is printed, so a changed message is seen, not guessed. */
+static int test_config(const char *http_block) {
+    out[0] = '\0';
+    return dss_nginx_test_config(&nginx, http_block, out, sizeof(out));
+}
+
+static void assert_output_contains(const char *needle) {
+    if (strstr(out, needle) == NULL) {
+        fail_msg("nginx -t output lacks \"%s\":\n%s", needle, out);
+    }
+}
+
+/* A refused configuration: non-zero exit, nginx's verdict and the specific
+ * message. */
+static void assert_refused(const char *http_block, const char *message) {
+    int rc = test_config(http_block);
+    if (rc == 0) {
+        fail_msg("nginx -t accepted a bad configuration:\n%s", out);
+    }
+    assert_output_contains("test failed");
+    assert_output_contains(message);
+}
+
+/* ...and the place (nginx.conf:<line>) nginx appends to a directive's
+ * error, so the reader is sent to the right line. */
+static void assert_rejected(const char *http_block, const char *message) {
+    assert_refused(http_block, message);
+    assert_output_contains("nginx.conf:");
+}
+
+static void assert_accepted(const char *http_block) {
+    int rc = test_config(http_block);
+    if (rc != 0) {
+        fail_msg("nginx -t refused a good configuration (exit %d):\n%s", rc,
+                 out);
+    }
+    assert_output_contains("test is successful");
+}
+
+/* One server on the test port around the given server-level lines. */
+#define SERVER(body)                                                           \
+    "server {\n"                                                               \
+    "    listen 127.0.0.1:@PORT@;\n" body "}\n"
+
+/* A bill location with a valid root, plus the directive under test. */
+#define BILL_LOCATION(directive)                                               \
+    SERVER("    location /dss/bill/ {\n"                                       \
+           "        dss_bill;\n"                                               \
+           "        dss_bill_root @PREFIX@/bills;\n"                           \
+           "        " directive "\n"                                           \
+           "    }\n")
+
+/* Line number (1-based) of the first line of nginx.conf containing needle,
+ * or 0: where the harness put a directive, without counting its header. */
+static int config_line_of(const char *needle) {
+    size_t len;
+    char *text = dss_read_file(dss_path(&nginx, "nginx.conf"), &len);
+    assert_non_null(text);
+    int line = 1, found = 0;
+    for (char *p = text; *p; p++) {
+        if (strncmp(p, needle, strlen(needle)) == 0) {
+            found = line;
+            break;
+        }
+        if (*p == '\n') {
+            line++;
+        }
+    }
+    free(text);
+    return found;
+}
+
+/* ---- good configurations ------------------------------------------------- */
+
+/* Every directive with a valid value, several bill locations, the id
+ * variable used by a map and by dss_bill_path, and the health route as an
+ * exact location relying on the server-level root. */
+static void test_config_good_configuration_is_accepted(void **state) {
+    (void)state;
+    assert_accepted(
+        "map $dss_bill_id $shard {\n"
+        "    \"~^(?<head>[0-9]{3})\" $head;\n"
+        "    default other;\n"
+        "}\n" SERVER("    dss_bill_root @PREFIX@/bills;\n"
+                     "    dss_bill_health_interval 2s;\n"
+                     "    location = /dss/bill/healthcheck { dss_bill; }\n"
+                     "    location /dss/bill/ {\n"
+                     "        dss_bill;\n"
+                     "        dss_bill_path $dss_bill_id.pdf;\n"
+                     "        dss_bill_max_size 8m;\n"
+                     "    }\n"
+                     "    location /sharded/ {\n"
+                     "        dss_bill;\n"
+                     "        dss_bill_root @PREFIX@/sharded;\n"
+                     "        dss_bill_path $shard/$dss_bill_id.pdf;\n"
+                     "    }\n"
+                     "    location /digits/ {\n"
+                     "        dss_bill;\n"
+                     "        dss_bill_id_chars 0-9;\n"
+                     "        dss_bill_id_length 12 12;\n"
+                     "    }\n"));
+}
+
+/* A root set once for the server serves every bill location below it. */
+static void test_config_root_inherited_from_server_passes(void **state) {
+    (void)state;
+    assert_accepted(SERVER("    dss_bill_root @PREFIX@/bills;\n"
+                           "    location /x/ { dss_bill; }\n"));
+}
+
+/* ...and one set at the http level too. */
+static void test_config_root_inherited_from_http_passes(void **state) {
+    (void)state;
+    assert_accepted("dss_bill_root @PREFIX@/bills;\n" SERVER(
+        "    location /x/ { dss_bill; }\n"));
+}
+
+/* ---- dss_bill ------------------------------------------------------------ */
+
+/* Without a root anywhere the location cannot serve: the message names the
+ * location and points at the "dss_bill" line of the file. */
+static void test_config_missing_source_names_location(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    location /x/ {\n"
+                           "        dss_bill;\n"
+                           "    }\n"),
+                    "\"dss_bill\" in location \"/x/\" has no bill source: "
+                    "set \"dss_bill_root\" in ");
+
+    int line = config_line_of("        dss_bill;");
+    assert_int_not_equal(line, 0);
+    char where[PATH_MAX + 32];
+    /* that line and no other: not the end of the http block as well */
+    snprintf(where, sizeof(where), "set \"dss_bill_root\" in %s:%d\n",
+             dss_path(&nginx, "nginx.conf"), line);
+    assert_output_contains(where);
+}
+
+/* A root in a sibling location does not count for this one. */
+static void test_config_root_of_sibling_location_does_not_count(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    location /a/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_root @PREFIX@/bills;\n"
+                           "    }\n"
+                           "    location /b/ { dss_bill; }\n"),
+                    "\"dss_bill\" in location \"/b/\" has no bill source");
+}
+
+/* The routes hang off the location's prefix: a regex has none. */
+static void test_config_regex_location_rejected(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    dss_bill_root @PREFIX@/bills;\n"
+                           "    location ~ ^/dss/bill/ { dss_bill; }\n"),
+                    "\"dss_bill\" needs a prefix or exact location such as "
+                    "\"location /dss/bill/\", not \"^/dss/bill/\"");
+}
+
+static void test_config_named_location_rejected(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    dss_bill_root @PREFIX@/bills;\n"
+                           "    location / { try_files $uri @bills; }\n"
+                           "    location @bills { dss_bill; }\n"),
+                    "\"dss_bill\" needs a prefix or exact location such as "
+                    "\"location /dss/bill/\", not \"@bills\"");
+}
+
+static void test_config_duplicate_dss_bill_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill;"),
+                    "\"dss_bill\" directive is duplicate");
+}
+
+static void test_config_dss_bill_in_server_context_not_allowed(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    dss_bill_root @PREFIX@/bills;\n"
+                           "    dss_bill;\n"),
+                    "\"dss_bill\" directive is not allowed here");
+}
+
+static void test_config_dss_bill_with_argument_rejected(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    location /x/ {\n"
+                           "        dss_bill on;\n"
+                           "        dss_bill_root @PREFIX@/bills;\n"
+                           "    }\n"),
+                    "invalid number of arguments in \"dss_bill\" directive");
+}
+
+/* ---- dss_bill_root and dss_bill_path ------------------------------------- */
+
+/* The health probe watches one fixed directory: variables belong in
+ * dss_bill_path, and the message says so. */
+static void test_config_root_with_variables_rejected(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    location /x/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_root @PREFIX@/$host;\n"
+                           "    }\n"),
+                    "\"dss_bill_root\" does not take variables; use them in "
+                    "\"dss_bill_path\"");
+}
+
+static void test_config_duplicate_root_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_root /tmp;"),
+                    "\"dss_bill_root\" directive is duplicate");
+}
+
+/* nginx resolves variable names after parsing: its message names the
+ * variable but no file or line. */
+static void test_config_path_with_unknown_variable_rejected(void **state) {
+    (void)state;
+    assert_refused(BILL_LOCATION("dss_bill_path $no_such_var.pdf;"),
+                   "unknown \"no_such_var\" variable");
+}
+
+/* ---- dss_bill_max_size --------------------------------------------------- */
+
+static void test_config_max_size_zero_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_max_size 0;"),
+                    "\"dss_bill_max_size\" directive must be greater than "
+                    "zero");
+}
+
+static void test_config_max_size_not_a_size_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_max_size abc;"),
+                    "\"dss_bill_max_size\" directive invalid value");
+}
+
+/* ---- dss_bill_id_chars --------------------------------------------------- */
+
+static void test_config_id_chars_allowing_slash_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_chars a-z/;"),
+                    "invalid \"dss_bill_id_chars\" \"a-z/\": the character "
+                    "class allows '/', which could change a path or URL");
+}
+
+/* A range can let a forbidden character in without naming it ('.' and '/'
+ * lie between '+' and '0'). */
+static void test_config_id_chars_range_spanning_dot_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_chars +-9;"),
+                    "invalid \"dss_bill_id_chars\" \"+-9\": the character "
+                    "class allows '.'");
+}
+
+static void test_config_id_chars_reversed_range_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_chars z-a;"),
+                    "invalid \"dss_bill_id_chars\" \"z-a\": the range "
+                    "\"z-a\" is reversed");
+}
+
+/* ---- dss_bill_id_length -------------------------------------------------- */
+
+static void test_config_id_length_zero_minimum_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_length 0 5;"),
+                    "invalid \"dss_bill_id_length\" \"0 5\": the minimum "
+                    "length must be at least 1");
+}
+
+static void test_config_id_length_minimum_above_maximum_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_length 10 5;"),
+                    "invalid \"dss_bill_id_length\" \"10 5\": the minimum "
+                    "length exceeds the maximum");
+}
+
+static void test_config_id_length_not_numbers_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_length x y;"),
+                    "invalid \"dss_bill_id_length\" \"x y\": expected two "
+                    "whole numbers");
+}
+
+static void test_config_id_length_above_limit_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_length 1 500;"),
+                    "invalid \"dss_bill_id_length\" \"1 500\": the maximum "
+                    "length must not exceed 200");
+}
+
+static void test_config_id_length_one_argument_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_id_length 12;"),
+                    "invalid number of arguments in \"dss_bill_id_length\" "
+                    "directive");
+}
+
+/* ---- dss_bill_health_interval -------------------------------------------- */
+
+static void test_config_health_interval_zero_rejected(void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_health_interval 0;"),
+                    "\"dss_bill_health_interval\" directive must be greater "
+                    "than zero");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_good_configuration_is_accepted),
+        cmocka_unit_test(test_config_root_inherited_from_server_passes),
+        cmocka_unit_test(test_config_root_inherited_from_http_passes),
+        cmocka_unit_test(test_config_missing_source_names_location),
+        cmocka_unit_test(test_config_root_of_sibling_location_does_not_count),
+        cmocka_unit_test(test_config_regex_location_rejected),
+        cmocka_unit_test(test_config_named_location_rejected),
+        cmocka_unit_test(test_config_duplicate_dss_bill_rejected),
+        cmocka_unit_test(test_config_dss_bill_in_server_context_not_allowed),
+        cmocka_unit_test(test_config_dss_bill_with_argument_rejected),
+        cmocka_unit_test(test_config_root_with_variables_rejected),
+        cmocka_unit_test(test_config_duplicate_root_rejected),
+        cmocka_unit_test(test_config_path_with_unknown_variable_rejected),
+        cmocka_unit_test(test_config_max_size_zero_rejected),
+        cmocka_unit_test(test_config_max_size_not_a_size_rejected),
+        cmocka_unit_test(test_config_id_chars_allowing_slash_rejected),
+        cmocka_unit_test(test_config_id_chars_range_spanning_dot_rejected),
+        cmocka_unit_test(test_config_id_chars_reversed_range_rejected),
+        cmocka_unit_test(test_config_id_length_zero_minimum_rejected),
+        cmocka_unit_test(test_config_id_length_minimum_above_maximum_rejected),
+        cmocka_unit_test(test_config_id_length_not_numbers_rejected),
+        cmocka_unit_test(test_config_id_length_above_limit_rejected),
+        cmocka_unit_test(test_config_id_length_one_argument_rejected),
+        cmocka_unit_test(test_config_health_interval_zero_rejected),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
