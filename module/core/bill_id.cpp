@@ -29,41 +29,16 @@ bool contains(const dss_bill_id_rule &rule, unsigned char c) {
     return (rule.allowed[c >> 3] >> (c & 7)) & 1u;
 }
 
-// Characters that could make an id mean something to a file system or a URL.
+// An id becomes part of a file name and of a URL path without escaping, so
+// only characters that are literal in both may be allowed: letters, digits
+// and the URL path characters that have no meaning to a file system.
 bool is_forbidden(unsigned char c) {
-    switch (c) {
-    case '/':
-    case '\\':
-    case '.':
-    case '%':
-    case '?':
-    case '#':
-    case ' ':
-        return true;
-    default:
-        return c < 0x21 || c > 0x7e;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9')) {
+        return false;
     }
-}
-
-std::string_view describe(unsigned char c) {
-    switch (c) {
-    case '/':
-        return "'/'";
-    case '\\':
-        return "'\\'";
-    case '.':
-        return "'.'";
-    case '%':
-        return "'%'";
-    case '?':
-        return "'?'";
-    case '#':
-        return "'#'";
-    case ' ':
-        return "a space";
-    default:
-        return "a control or non-ASCII byte";
-    }
+    return std::string_view("-_~!$&'()*+,;=:@").find(static_cast<char>(c)) ==
+           std::string_view::npos;
 }
 
 } // namespace
@@ -104,12 +79,21 @@ int dss_bill_id_rule_set_chars(dss_bill_id_rule *rule, const char *spec,
             i += 2;
         }
         for (unsigned c = first; c <= last; ++c) {
-            if (is_forbidden(static_cast<unsigned char>(c))) {
-                return error.set("the character class allows ",
-                                 describe(static_cast<unsigned char>(c)),
-                                 ", which could change a path or URL");
+            auto ch = static_cast<unsigned char>(c);
+            if (ch == ' ') {
+                return error.set("the character class allows a space");
             }
-            set.add(static_cast<unsigned char>(c));
+            if (ch < 0x21 || ch > 0x7e) {
+                return error.set(
+                    "the character class allows a control or non-ASCII byte");
+            }
+            if (is_forbidden(ch)) {
+                char text = static_cast<char>(ch);
+                return error.set("the character class allows '",
+                                 std::string_view(&text, 1),
+                                 "', which could change a path or URL");
+            }
+            set.add(ch);
         }
     }
 

@@ -35,9 +35,11 @@ void dss_bill_id_rule_default(dss_bill_id_rule *rule);
 
 /*
  * Sets the allowed characters from a class such as "A-Za-z0-9_-" (ranges and
- * single characters; a '-' first or last is literal). Characters that could
- * change a path or a URL ('/', '\\', '.', '%', '?', '#', controls, space,
- * non-ASCII) are refused. Returns 0, or -1 with a reason in err.
+ * single characters; a '-' first or last is literal). An id is used in a
+ * file name and a URL path without escaping, so only letters, digits and
+ * -_~!$&'()*+,;=:@ may be allowed; anything else ('/', '.', '%', '?', '#',
+ * quotes, brackets, space, controls, non-ASCII) is refused. Returns 0, or -1
+ * with a reason in err.
  */
 int dss_bill_id_rule_set_chars(dss_bill_id_rule *rule, const char *spec,
                                size_t spec_len, char *err, size_t err_size);

@@ -127,7 +127,20 @@ test_D5_char_classes_that_could_touch_paths_are_refused(void **state) {
     expect_chars_refused("a-z/", "'/'");
     expect_chars_refused("\\\\", "'\\'");
     expect_chars_refused("%", "'%'");
-    expect_chars_refused("!-~", "'#'"); /* the whole printable range */
+    expect_chars_refused("!-~", "'\"'"); /* the whole printable range */
+    expect_chars_refused("a-z<", "'<'");  /* not literal in a URL path */
+    expect_chars_refused("a-z{}", "'{'");
+    expect_chars_refused("a-z\x7f", "control");
+    expect_chars_refused("a-z\xc3\xa9", "non-ASCII");
+
+    /* the URL path characters that mean nothing to a file system are fine */
+    char err[128];
+    dss_bill_id_rule rule;
+    const char *url_safe = "A-Za-z0-9-_~!$&'()*+,;=:@";
+    assert_int_equal(dss_bill_id_rule_set_chars(&rule, url_safe,
+                                                strlen(url_safe), err,
+                                                sizeof(err)),
+                     0);
     expect_chars_refused("z-a", "reversed");
     expect_chars_refused("a b", "space");
 }
