@@ -28,11 +28,24 @@ constexpr OutcomeInfo kOutcomes[] = {
     // D6: storage faults
     {DSS_BILL_UNREADABLE,       500, DSS_BILL_SEVERITY_ERROR,     "bill file is not readable by the worker"},
     {DSS_BILL_STORAGE_ERROR,    500, DSS_BILL_SEVERITY_CRIT,      "storage error while opening the bill"},
-    {DSS_BILL_EMPTY,            500, DSS_BILL_SEVERITY_ERROR,     "bill file is empty"},
+    {DSS_BILL_EMPTY,            500, DSS_BILL_SEVERITY_ERROR,     "bill is empty"},
     // D4: larger than dss_bill_max_size (5 MB by default)
     {DSS_BILL_TOO_LARGE,        500, DSS_BILL_SEVERITY_ERROR,     "bill exceeds dss_bill_max_size"},
     // D8: a 200 only for a body that starts with %PDF-
-    {DSS_BILL_NOT_PDF,          500, DSS_BILL_SEVERITY_ERROR,     "bill file is not a PDF (no %PDF- signature)"},
+    {DSS_BILL_NOT_PDF,          500, DSS_BILL_SEVERITY_ERROR,     "bill is not a PDF (no %PDF- signature)"},
+    // the archive source (dss_bill_upstream): D5 for its "no such bill",
+    // D6 for everything else
+    {DSS_BILL_UPSTREAM_NOT_FOUND, 404, DSS_BILL_SEVERITY_NOT_FOUND, "archive has no such bill"},
+    {DSS_BILL_UPSTREAM_STATUS,    500, DSS_BILL_SEVERITY_ERROR,     "archive answered an error status"},
+    {DSS_BILL_UPSTREAM_REDIRECT,  500, DSS_BILL_SEVERITY_ERROR,     "archive answered a redirect that is not followed"},
+    {DSS_BILL_UPSTREAM_TIMEOUT,   500, DSS_BILL_SEVERITY_ERROR,     "archive timed out"},
+    {DSS_BILL_UPSTREAM_CONNECT,   500, DSS_BILL_SEVERITY_ERROR,     "cannot connect to the archive"},
+    {DSS_BILL_UPSTREAM_RESOLVE,   500, DSS_BILL_SEVERITY_ERROR,     "cannot resolve the archive's host"},
+    {DSS_BILL_UPSTREAM_TLS,       500, DSS_BILL_SEVERITY_ERROR,     "TLS with the archive failed"},
+    {DSS_BILL_UPSTREAM_TRUNCATED, 500, DSS_BILL_SEVERITY_ERROR,     "archive connection broke before the body was complete"},
+    {DSS_BILL_UPSTREAM_ERROR,     500, DSS_BILL_SEVERITY_ERROR,     "archive fetch failed"},
+    {DSS_BILL_TEMP_FILE_ERROR,    500, DSS_BILL_SEVERITY_CRIT,      "cannot buffer the bill in a temporary file"},
+    // last: what an unknown outcome maps to
     {DSS_BILL_INTERNAL_ERROR,   500, DSS_BILL_SEVERITY_CRIT,      "internal error"},
 };
 // clang-format on

@@ -20,19 +20,43 @@
 #define NGX_HTTP_DSS_BILL_REASON_LEN  256
 
 
-/* Cached health of one location's document root (H3, H4), per worker. */
+/* One libcurl transfer driven by the worker's multi handle. */
+typedef struct ngx_http_dss_bill_transfer_s  ngx_http_dss_bill_transfer_t;
+
+typedef void (*ngx_http_dss_bill_transfer_done_pt)(
+    ngx_http_dss_bill_transfer_t *t, dss_bill_outcome outcome);
+
+struct ngx_http_dss_bill_transfer_s {
+    dss_bill_fetch                      *fetch;
+    ngx_http_dss_bill_transfer_done_pt   done;
+    void                                *data;
+    unsigned                             active:1;
+};
+
+
+/* Cached health of one location's sources (H3, H4), per worker. */
 typedef struct {
     ngx_event_t                   timer;
-    ngx_str_t                     root;          /* NUL-terminated */
     ngx_msec_t                    interval;
-    ngx_flag_t                    healthy;
-    ngx_flag_t                    probed;
+    ngx_log_t                    *log;
+
+    ngx_str_t                     root;          /* NUL-terminated, or empty */
+    ngx_flag_t                    root_healthy;
+    ngx_flag_t                    root_probed;
     u_char                        reason[NGX_HTTP_DSS_BILL_REASON_LEN];
+
+    /* the archive, probed with a non-blocking GET */
+    ngx_str_t                     probe_url;     /* NUL-terminated, or empty */
+    const dss_bill_upstream_options  *options;
+    ngx_http_dss_bill_transfer_t  probe;
+    ngx_flag_t                    archive_healthy;
+    ngx_flag_t                    archive_probed;
 } ngx_http_dss_bill_health_t;
 
 
 typedef struct {
     ngx_array_t                   healths;       /* ngx_http_dss_bill_health_t * */
+    ngx_flag_t                    uses_curl;
 } ngx_http_dss_bill_main_conf_t;
 
 
@@ -52,8 +76,24 @@ typedef struct {
     ngx_uint_t                    id_max_length;
     ngx_msec_t                    health_interval;
 
+    /* the archive source */
+    ngx_http_complex_value_t     *upstream;      /* dss_bill_upstream */
+    ngx_msec_t                    upstream_connect_timeout;
+    ngx_msec_t                    upstream_timeout;
+    size_t                        upstream_buffer_size;
+    ngx_int_t                     upstream_redirects;
+    ngx_flag_t                    upstream_ssl_verify;
+    ngx_str_t                     upstream_ssl_trusted_certificate;
+    ngx_str_t                     upstream_ssl_certificate;
+    ngx_str_t                     upstream_ssl_certificate_key;
+    ngx_str_t                     upstream_basic_auth;
+    ngx_array_t                  *upstream_headers;     /* ngx_str_t, NUL-terminated */
+    ngx_str_t                     upstream_temp_path;
+    ngx_str_t                     upstream_health_url;  /* "off": no probe */
+
     /* derived at configuration time */
     dss_bill_id_rule              id_rule;
+    dss_bill_upstream_options     upstream_options;
     ngx_http_dss_bill_health_t   *health;
 } ngx_http_dss_bill_loc_conf_t;
 
@@ -65,13 +105,38 @@ typedef struct {
 
 
 ngx_int_t ngx_http_dss_bill_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_dss_bill_fail(ngx_http_request_t *r,
+    dss_bill_outcome outcome, ngx_str_t *id, const char *what,
+    ngx_str_t *where, const char *detail, ngx_err_t err);
+ngx_int_t ngx_http_dss_bill_send(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_buf_t *b, off_t size);
+
+ngx_int_t ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id);
+char *ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *prev, ngx_http_dss_bill_loc_conf_t *conf);
+char *ngx_http_dss_bill_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_dss_bill_upstream_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+ngx_int_t ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle);
+void ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_dss_bill_transfer_start(ngx_http_dss_bill_transfer_t *t,
+    const dss_bill_upstream_options *options, const char *url,
+    ngx_uint_t probe, ngx_log_t *log);
+void ngx_http_dss_bill_transfer_cancel(ngx_http_dss_bill_transfer_t *t);
+void ngx_http_dss_bill_transfer_release(ngx_http_dss_bill_transfer_t *t);
 
 ngx_int_t ngx_http_dss_bill_health_handler(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf);
 ngx_http_dss_bill_health_t *ngx_http_dss_bill_health_create(ngx_conf_t *cf,
-    ngx_str_t *root, ngx_msec_t interval);
+    ngx_http_dss_bill_loc_conf_t *dlcf);
 ngx_int_t ngx_http_dss_bill_health_start(ngx_cycle_t *cycle,
     ngx_array_t *healths);
+void ngx_http_dss_bill_health_stop(ngx_array_t *healths);
 
 void ngx_http_dss_bill_suppress_transforms(ngx_http_request_t *r);
 ngx_int_t ngx_http_dss_bill_add_header(ngx_http_request_t *r, ngx_str_t *key,

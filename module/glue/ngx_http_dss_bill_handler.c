@@ -21,8 +21,6 @@ static dss_bill_outcome ngx_http_dss_bill_open(ngx_http_request_t *r,
     ngx_err_t *err);
 static ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id);
-static ngx_int_t ngx_http_dss_bill_fail(ngx_http_request_t *r,
-    dss_bill_outcome outcome, ngx_str_t *id, ngx_str_t *path, ngx_err_t err);
 
 
 ngx_str_t  ngx_http_dss_bill_cache_control_key = ngx_string("Cache-Control");
@@ -103,7 +101,8 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
     if (!dss_bill_id_is_valid(&dlcf->id_rule, (const char *) id->data,
                               id->len))
     {
-        return ngx_http_dss_bill_fail(r, DSS_BILL_INVALID_ID, NULL, NULL, 0);
+        return ngx_http_dss_bill_fail(r, DSS_BILL_INVALID_ID, NULL, NULL, NULL,
+                                      NULL, 0);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_dss_bill_ctx_t));
@@ -114,16 +113,31 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
     ctx->bill_id = *id;
     ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
 
+    if (dlcf->root.len == 0) {
+        return ngx_http_dss_bill_upstream_fetch(r, dlcf, id);
+    }
+
     err = 0;
     ngx_str_null(&file.path);
 
     outcome = ngx_http_dss_bill_open(r, dlcf, &file, &err);
 
-    if (outcome != DSS_BILL_OK) {
-        return ngx_http_dss_bill_fail(r, outcome, id, &file.path, err);
+    if (outcome == DSS_BILL_OK) {
+        return ngx_http_dss_bill_send_file(r, &file, id);
     }
 
-    return ngx_http_dss_bill_send_file(r, &file, id);
+    /* the root is tried first, the archive only on a miss */
+
+    if (outcome == DSS_BILL_ABSENT && dlcf->upstream) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "dss_bill: \"%V\" not in the root, asking the archive",
+                       id);
+
+        return ngx_http_dss_bill_upstream_fetch(r, dlcf, id);
+    }
+
+    return ngx_http_dss_bill_fail(r, outcome, id, "file", &file.path, NULL,
+                                  err);
 }
 
 
@@ -223,25 +237,55 @@ ngx_http_dss_bill_open(ngx_http_request_t *r,
 }
 
 
-/*
- * D3: status 200, application/pdf, the exact Content-Length, the body as a
- * file buffer so that sendfile serves it.
- */
+/* The body as a file buffer, so that sendfile serves it. */
 
 static ngx_int_t
 ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id)
 {
+    ngx_buf_t  *b;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+    if (b->file == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file_pos = 0;
+    b->file_last = file->of.size;
+    b->in_file = 1;
+
+    b->file->fd = file->of.fd;
+    b->file->name = file->path;
+    b->file->log = r->connection->log;
+    b->file->directio = file->of.is_directio;
+
+    return ngx_http_dss_bill_send(r, id, b, file->of.size);
+}
+
+
+/*
+ * D3: status 200, application/pdf, the exact Content-Length, then the body
+ * b (a file or memory buffer, size bytes, already checked: D8).
+ */
+
+ngx_int_t
+ngx_http_dss_bill_send(ngx_http_request_t *r, ngx_str_t *id, ngx_buf_t *b,
+    off_t size)
+{
     u_char       *p;
     ngx_int_t     rc;
-    ngx_buf_t    *b;
     ngx_str_t     disposition;
     ngx_chain_t   out;
 
     r->connection->log->action = "sending bill to client";
 
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = file->of.size;
+    r->headers_out.content_length_n = size;
     r->headers_out.content_type = ngx_http_dss_bill_pdf_type;
     r->headers_out.content_type_len = ngx_http_dss_bill_pdf_type.len;
 
@@ -273,33 +317,14 @@ ngx_http_dss_bill_send_file(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b = ngx_pcalloc(r->pool, sizeof(ngx_buf_t));
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
-    if (b->file == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
 
-    b->file_pos = 0;
-    b->file_last = file->of.size;
-
-    b->in_file = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
-
-    b->file->fd = file->of.fd;
-    b->file->name = file->path;
-    b->file->log = r->connection->log;
-    b->file->directio = file->of.is_directio;
 
     out.buf = b;
     out.next = NULL;
@@ -313,12 +338,17 @@ ngx_http_dss_bill_send_file(ngx_http_request_t *r,
 }
 
 
-/* Logs the outcome with its reason and returns its status (D5, D6). */
+/*
+ * Logs the outcome with its reason, the bill id, what was read ("file" or
+ * "url", where) and a detail, and returns its status (D5, D6).
+ */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_dss_bill_fail(ngx_http_request_t *r, dss_bill_outcome outcome,
-    ngx_str_t *id, ngx_str_t *path, ngx_err_t err)
+    ngx_str_t *id, const char *what, ngx_str_t *where, const char *detail,
+    ngx_err_t err)
 {
+    u_char                     line[NGX_MAX_ERROR_STR], *p, *last;
     ngx_uint_t                 level;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -342,24 +372,30 @@ ngx_http_dss_bill_fail(ngx_http_request_t *r, dss_bill_outcome outcome,
         break;
     }
 
-    if (level == 0) {
-        /* nothing to log */
-
-    } else if (id == NULL) {
-        /* a rejected id may hold anything: it stays out of the log line */
-        ngx_log_error(level, r->connection->log, err, "dss_bill: %s",
-                      dss_bill_outcome_reason(outcome));
-
-    } else if (path == NULL || path->len == 0) {
-        ngx_log_error(level, r->connection->log, err,
-                      "dss_bill: %s, bill id \"%V\"",
-                      dss_bill_outcome_reason(outcome), id);
-
-    } else {
-        ngx_log_error(level, r->connection->log, err,
-                      "dss_bill: %s, bill id \"%V\", file \"%V\"",
-                      dss_bill_outcome_reason(outcome), id, path);
+    if (level == 0 || level > r->connection->log->log_level) {
+        return dss_bill_outcome_status(outcome);
     }
+
+    last = line + sizeof(line);
+
+    p = ngx_slprintf(line, last, "%s", dss_bill_outcome_reason(outcome));
+
+    if (detail && detail[0]) {
+        p = ngx_slprintf(p, last, " (%s)", detail);
+    }
+
+    /* a rejected id may hold anything: it stays out of the log line */
+
+    if (id) {
+        p = ngx_slprintf(p, last, ", bill id \"%V\"", id);
+    }
+
+    if (what && where && where->len) {
+        p = ngx_slprintf(p, last, ", %s \"%V\"", what, where);
+    }
+
+    ngx_log_error(level, r->connection->log, err, "dss_bill: %*s",
+                  p - line, line);
 
     return dss_bill_outcome_status(outcome);
 }

@@ -1,7 +1,9 @@
 
 /*
- * The health check (H1-H4): answers from a per-worker cached result that a
- * timer refreshes in the background, so a request never waits on storage.
+ * The health check (H1-H4): answers from a per-worker cached verdict that a
+ * timer refreshes in the background, so a request never waits on storage or
+ * on the archive. The archive is probed with a non-blocking GET through the
+ * worker's libcurl multi handle.
  */
 
 
@@ -9,8 +11,12 @@
 
 
 static void ngx_http_dss_bill_health_refresh(ngx_event_t *ev);
-static void ngx_http_dss_bill_health_probe(ngx_http_dss_bill_health_t *health,
-    ngx_log_t *log);
+static void ngx_http_dss_bill_health_probe_root(
+    ngx_http_dss_bill_health_t *health);
+static void ngx_http_dss_bill_health_probe_archive(
+    ngx_http_dss_bill_health_t *health);
+static void ngx_http_dss_bill_health_archive_done(
+    ngx_http_dss_bill_transfer_t *t, dss_bill_outcome outcome);
 
 
 static ngx_str_t  ngx_http_dss_bill_no_store = ngx_string("no-store");
@@ -20,11 +26,14 @@ ngx_int_t
 ngx_http_dss_bill_health_handler(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf)
 {
-    ngx_int_t  rc;
+    ngx_int_t                    rc;
+    ngx_http_dss_bill_health_t  *health = dlcf->health;
 
-    /* H3: the cached verdict; no storage access on the request path (H4) */
+    /* H3: the cached verdicts; no storage or archive access here (H4) */
 
-    if (!dlcf->health->healthy) {
+    if ((health->root.len && !health->root_healthy)
+        || (health->probe_url.len && !health->archive_healthy))
+    {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -54,8 +63,8 @@ ngx_http_dss_bill_health_handler(ngx_http_request_t *r,
 
 
 ngx_http_dss_bill_health_t *
-ngx_http_dss_bill_health_create(ngx_conf_t *cf, ngx_str_t *root,
-    ngx_msec_t interval)
+ngx_http_dss_bill_health_create(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *dlcf)
 {
     ngx_http_dss_bill_health_t  *health;
 
@@ -64,8 +73,20 @@ ngx_http_dss_bill_health_create(ngx_conf_t *cf, ngx_str_t *root,
         return NULL;
     }
 
-    health->root = *root;
-    health->interval = interval;
+    health->root = dlcf->root;
+    health->interval = dlcf->health_interval;
+
+    if (dlcf->upstream
+        && ngx_strcmp(dlcf->upstream_health_url.data, "off") != 0)
+    {
+        health->probe_url = dlcf->upstream_health_url;
+        health->options = &dlcf->upstream_options;
+    }
+
+    /* until a probe says otherwise, a new worker serves (zero-downtime
+     * reloads must not flap a load balancer) */
+
+    health->archive_healthy = 1;
 
     return health;
 }
@@ -77,24 +98,46 @@ ngx_int_t
 ngx_http_dss_bill_health_start(ngx_cycle_t *cycle, ngx_array_t *healths)
 {
     ngx_uint_t                    i;
+    ngx_http_dss_bill_health_t  **health, *h;
+
+    health = healths->elts;
+
+    for (i = 0; i < healths->nelts; i++) {
+        h = health[i];
+
+        h->log = cycle->log;
+
+        h->timer.handler = ngx_http_dss_bill_health_refresh;
+        h->timer.data = h;
+        h->timer.log = cycle->log;
+
+        /* a pending probe must not hold up a graceful shutdown */
+        h->timer.cancelable = 1;
+
+        h->probe.done = ngx_http_dss_bill_health_archive_done;
+        h->probe.data = h;
+
+        ngx_http_dss_bill_health_probe_root(h);
+        ngx_http_dss_bill_health_probe_archive(h);
+
+        ngx_add_timer(&h->timer, h->interval);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_dss_bill_health_stop(ngx_array_t *healths)
+{
+    ngx_uint_t                    i;
     ngx_http_dss_bill_health_t  **health;
 
     health = healths->elts;
 
     for (i = 0; i < healths->nelts; i++) {
-        ngx_http_dss_bill_health_probe(health[i], cycle->log);
-
-        health[i]->timer.handler = ngx_http_dss_bill_health_refresh;
-        health[i]->timer.data = health[i];
-        health[i]->timer.log = cycle->log;
-
-        /* a pending probe must not hold up a graceful shutdown */
-        health[i]->timer.cancelable = 1;
-
-        ngx_add_timer(&health[i]->timer, health[i]->interval);
+        ngx_http_dss_bill_transfer_cancel(&health[i]->probe);
     }
-
-    return NGX_OK;
 }
 
 
@@ -107,17 +150,21 @@ ngx_http_dss_bill_health_refresh(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_dss_bill_health_probe(health, ev->log);
+    ngx_http_dss_bill_health_probe_root(health);
+    ngx_http_dss_bill_health_probe_archive(health);
 
     ngx_add_timer(ev, health->interval);
 }
 
 
 static void
-ngx_http_dss_bill_health_probe(ngx_http_dss_bill_health_t *health,
-    ngx_log_t *log)
+ngx_http_dss_bill_health_probe_root(ngx_http_dss_bill_health_t *health)
 {
     ngx_flag_t  healthy;
+
+    if (health->root.len == 0) {
+        return;
+    }
 
     healthy = dss_bill_probe_root((const char *) health->root.data,
                                   (char *) health->reason,
@@ -125,17 +172,70 @@ ngx_http_dss_bill_health_probe(ngx_http_dss_bill_health_t *health,
 
     /* log transitions only: a probe runs every few seconds */
 
-    if (healthy && health->probed && !health->healthy) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+    if (healthy && health->root_probed && !health->root_healthy) {
+        ngx_log_error(NGX_LOG_NOTICE, health->log, 0,
                       "dss_bill: document root \"%V\" is healthy again",
                       &health->root);
 
-    } else if (!healthy && (!health->probed || health->healthy)) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
+    } else if (!healthy && (!health->root_probed || health->root_healthy)) {
+        ngx_log_error(NGX_LOG_ERR, health->log, 0,
                       "dss_bill: document root \"%V\" is unhealthy: %s",
                       &health->root, health->reason);
     }
 
-    health->healthy = healthy;
-    health->probed = 1;
+    health->root_healthy = healthy;
+    health->root_probed = 1;
+}
+
+
+static void
+ngx_http_dss_bill_health_probe_archive(ngx_http_dss_bill_health_t *health)
+{
+    if (health->probe_url.len == 0 || health->probe.active) {
+        return;
+    }
+
+    /* the previous probe's fetch goes back to the pool first */
+
+    ngx_http_dss_bill_transfer_release(&health->probe);
+
+    if (ngx_http_dss_bill_transfer_start(&health->probe, health->options,
+                                         (const char *) health->probe_url.data,
+                                         1, health->log)
+        != NGX_OK)
+    {
+        health->archive_healthy = 0;
+    }
+}
+
+
+/* Any HTTP answer below 500 means the archive is up and serving. */
+
+static void
+ngx_http_dss_bill_health_archive_done(ngx_http_dss_bill_transfer_t *t,
+    dss_bill_outcome outcome)
+{
+    long                         status;
+    ngx_flag_t                   healthy;
+    ngx_http_dss_bill_health_t  *health = t->data;
+
+    status = dss_bill_fetch_status(t->fetch);
+    healthy = (status > 0 && status < 500);
+
+    if (healthy && health->archive_probed && !health->archive_healthy) {
+        ngx_log_error(NGX_LOG_NOTICE, health->log, 0,
+                      "dss_bill: archive \"%V\" is healthy again",
+                      &health->probe_url);
+
+    } else if (!healthy && (!health->archive_probed || health->archive_healthy))
+    {
+        ngx_log_error(NGX_LOG_ERR, health->log, 0,
+                      "dss_bill: archive \"%V\" is unhealthy: %s",
+                      &health->probe_url, dss_bill_fetch_detail(t->fetch));
+    }
+
+    health->archive_healthy = healthy;
+    health->archive_probed = 1;
+
+    ngx_http_dss_bill_transfer_release(t);
 }

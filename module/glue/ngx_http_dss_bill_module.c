@@ -18,6 +18,7 @@ static void *ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_dss_bill_init_process(ngx_cycle_t *cycle);
+static void ngx_http_dss_bill_exit_process(ngx_cycle_t *cycle);
 
 static char *ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -40,6 +41,14 @@ static ngx_conf_post_handler_pt  ngx_http_dss_bill_positive_size_post =
     ngx_http_dss_bill_check_positive_size;
 static ngx_conf_post_handler_pt  ngx_http_dss_bill_positive_msec_post =
     ngx_http_dss_bill_check_positive_msec;
+
+static ngx_conf_num_bounds_t  ngx_http_dss_bill_buffer_size_bounds = {
+    ngx_conf_check_num_bounds, 64, 16 * 1024 * 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_http_dss_bill_redirects_bounds = {
+    ngx_conf_check_num_bounds, 0, 10
+};
 
 
 static ngx_command_t  ngx_http_dss_bill_commands[] = {
@@ -93,6 +102,97 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       offsetof(ngx_http_dss_bill_loc_conf_t, health_interval),
       &ngx_http_dss_bill_positive_msec_post },
 
+    { ngx_string("dss_bill_upstream"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_upstream_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_upstream_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_connect_timeout),
+      &ngx_http_dss_bill_positive_msec_post },
+
+    { ngx_string("dss_bill_upstream_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_timeout),
+      &ngx_http_dss_bill_positive_msec_post },
+
+    { ngx_string("dss_bill_upstream_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_buffer_size),
+      &ngx_http_dss_bill_buffer_size_bounds },
+
+    { ngx_string("dss_bill_upstream_redirects"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_redirects),
+      &ngx_http_dss_bill_redirects_bounds },
+
+    { ngx_string("dss_bill_upstream_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_verify),
+      NULL },
+
+    { ngx_string("dss_bill_upstream_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("dss_bill_upstream_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_certificate),
+      NULL },
+
+    { ngx_string("dss_bill_upstream_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_certificate_key),
+      NULL },
+
+    { ngx_string("dss_bill_upstream_basic_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_upstream_basic_auth,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_basic_auth),
+      NULL },
+
+    { ngx_string("dss_bill_upstream_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_dss_bill_upstream_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_upstream_temp_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_temp_path),
+      NULL },
+
+    { ngx_string("dss_bill_upstream_health_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_health_url),
+      NULL },
+
       ngx_null_command
 };
 
@@ -122,7 +222,7 @@ ngx_module_t  ngx_http_dss_bill_module = {
     ngx_http_dss_bill_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_dss_bill_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -222,6 +322,10 @@ ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf)
      *     conf->root = { 0, NULL };
      *     conf->path = NULL;
      *     conf->id_chars = { 0, NULL };
+     *     conf->upstream = NULL;
+     *     conf->upstream_* strings = { 0, NULL };
+     *     conf->upstream_headers = NULL;
+     *     conf->upstream_options = { 0 };
      *     conf->health = NULL;
      */
 
@@ -229,6 +333,11 @@ ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf)
     conf->id_min_length = NGX_CONF_UNSET_UINT;
     conf->id_max_length = NGX_CONF_UNSET_UINT;
     conf->health_interval = NGX_CONF_UNSET_MSEC;
+    conf->upstream_connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream_buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->upstream_redirects = NGX_CONF_UNSET;
+    conf->upstream_ssl_verify = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -261,18 +370,22 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->path = prev->path;
     }
 
+    /* everything below is derived once, here, not per request */
+
+    if (ngx_http_dss_bill_upstream_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (!conf->enabled) {
         return NGX_CONF_OK;
     }
 
-    /* everything below is derived once, here, not per request */
-
-    if (conf->root.len == 0) {
+    if (conf->root.len == 0 && conf->upstream == NULL) {
         /* cf points past the http block here: name the "dss_bill" line */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                           "\"dss_bill\" in location \"%V\" has no bill "
-                           "source: set \"dss_bill_root\" in %s:%ui",
-                           &conf->location, conf->file, conf->line);
+                      "\"dss_bill\" in location \"%V\" has no bill source: "
+                      "set \"dss_bill_root\" or \"dss_bill_upstream\" "
+                      "in %s:%ui", &conf->location, conf->file, conf->line);
         return NGX_CONF_ERROR;
     }
 
@@ -311,8 +424,7 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    conf->health = ngx_http_dss_bill_health_create(cf, &conf->root,
-                                                   conf->health_interval);
+    conf->health = ngx_http_dss_bill_health_create(cf, conf);
     if (conf->health == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -341,7 +453,30 @@ ngx_http_dss_bill_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (dmcf->uses_curl && ngx_http_dss_bill_curl_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_dss_bill_health_start(cycle, &dmcf->healths);
+}
+
+
+static void
+ngx_http_dss_bill_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_dss_bill_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_dss_bill_module);
+    if (dmcf == NULL) {
+        return;
+    }
+
+    ngx_http_dss_bill_health_stop(&dmcf->healths);
+
+    if (dmcf->uses_curl) {
+        ngx_http_dss_bill_curl_exit(cycle);
+    }
 }
 
 

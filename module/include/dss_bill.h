@@ -115,7 +115,18 @@ typedef enum {
     DSS_BILL_EMPTY,
     DSS_BILL_TOO_LARGE,
     DSS_BILL_NOT_PDF,
-    DSS_BILL_INTERNAL_ERROR
+    DSS_BILL_INTERNAL_ERROR,
+    /* archive source (dss_bill_upstream) */
+    DSS_BILL_UPSTREAM_NOT_FOUND,    /* 404: the archive said 404 or 410 */
+    DSS_BILL_UPSTREAM_STATUS,       /* 500: any other status */
+    DSS_BILL_UPSTREAM_REDIRECT,     /* 500: 3xx not followed */
+    DSS_BILL_UPSTREAM_TIMEOUT,      /* 500 */
+    DSS_BILL_UPSTREAM_CONNECT,      /* 500: refused, unreachable */
+    DSS_BILL_UPSTREAM_RESOLVE,      /* 500: DNS */
+    DSS_BILL_UPSTREAM_TLS,          /* 500: handshake, verification */
+    DSS_BILL_UPSTREAM_TRUNCATED,    /* 500: reset, short body */
+    DSS_BILL_UPSTREAM_ERROR,        /* 500: anything else libcurl reports */
+    DSS_BILL_TEMP_FILE_ERROR        /* 500: cannot buffer the body */
 } dss_bill_outcome;
 
 typedef enum {
@@ -146,6 +157,76 @@ dss_bill_outcome dss_bill_check_file(int is_file, long long size,
 
 /* 1 when the first bytes are "%PDF-". */
 int dss_bill_is_pdf_signature(const unsigned char *head, size_t len);
+
+/* ---- archive source: one fetch around a libcurl easy handle ----------- */
+
+/* Options of a dss_bill_upstream location, fixed at configuration time. */
+typedef struct {
+    long connect_timeout_ms;
+    long timeout_ms;          /* the whole fetch */
+    long long max_size;       /* dss_bill_max_size */
+    size_t buffer_size;       /* body bytes held in memory before spilling */
+    const char *temp_dir;     /* where a larger body spills (unnamed file) */
+    int ssl_verify;           /* verify the archive's certificate and name */
+    const char *ssl_trusted_certificate; /* CA file, or NULL: system store */
+    const char *ssl_certificate;         /* client certificate, or NULL */
+    const char *ssl_certificate_key;     /* its key, or NULL */
+    const char *basic_auth;   /* "user:password", or NULL */
+    const char *const *headers; /* NULL-terminated "Name: value" lines */
+    long max_redirects;       /* 0: redirects are an error */
+} dss_bill_upstream_options;
+
+/* Checks a dss_bill_upstream URL as written in the configuration: http or
+ * https, a host, no credentials in it. Returns 0, or -1 with a reason. */
+int dss_bill_upstream_url_check(const char *url, size_t url_len, char *err,
+                                size_t err_size);
+
+/* The archive's base ("https://host:port/") from a configured URL, for the
+ * default health probe. Returns its length, or 0 when the scheme or host
+ * holds a variable ('$') or out is too small. */
+size_t dss_bill_upstream_url_base(const char *url, size_t url_len, char *out,
+                                  size_t out_size);
+
+typedef struct dss_bill_fetch_s dss_bill_fetch;
+
+/* A per-worker pool of fetches: easy handles and buffers are reused. */
+typedef struct dss_bill_fetch_pool_s dss_bill_fetch_pool;
+
+dss_bill_fetch_pool *dss_bill_fetch_pool_create(size_t max_idle);
+void dss_bill_fetch_pool_destroy(dss_bill_fetch_pool *pool);
+
+/* Takes a fetch from the pool, set up for url (NUL-terminated). Returns NULL
+ * on failure with a reason in err. */
+dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
+                                     const dss_bill_upstream_options *options,
+                                     const char *url, int probe, char *err,
+                                     size_t err_size);
+
+/* The libcurl easy handle (CURL *) to add to the multi handle. */
+void *dss_bill_fetch_easy(dss_bill_fetch *fetch);
+
+/* Classifies a finished transfer (result: its CURLcode). */
+dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result);
+
+/* The archive's HTTP status (0 if none was received). */
+long dss_bill_fetch_status(const dss_bill_fetch *fetch);
+
+/* One line for the error log about what went wrong (libcurl's reason, the
+ * archive's status), never credentials. */
+const char *dss_bill_fetch_detail(const dss_bill_fetch *fetch);
+
+/* The body after a DSS_BILL_OK finish: in memory (fd < 0, data/size) or in
+ * an unnamed temporary file (fd >= 0, bytes 0..size). */
+typedef struct {
+    const unsigned char *data;
+    int fd;
+    long long size;
+} dss_bill_body;
+
+dss_bill_body dss_bill_fetch_body(const dss_bill_fetch *fetch);
+
+/* Returns the fetch to its pool (closes its temporary file). */
+void dss_bill_fetch_release(dss_bill_fetch *fetch);
 
 /* ---- document-root health probe (H3) ----------------------------------- */
 

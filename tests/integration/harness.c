@@ -128,8 +128,9 @@ static int free_port(void) {
 
 /* Replaces every @PREFIX@ and @PORT@; returns a malloc'd string. */
 static char *expand(const dss_nginx *n, const char *text) {
-    char port[16];
+    char port[16], port2[16];
     snprintf(port, sizeof(port), "%d", n->port);
+    snprintf(port2, sizeof(port2), "%d", n->port2);
     size_t cap = strlen(text) * 2 + 4096, len = 0;
     char *out = malloc(cap);
     assert_non_null(out);
@@ -142,6 +143,9 @@ static char *expand(const dss_nginx *n, const char *text) {
         } else if (strncmp(p, "@PORT@", 6) == 0) {
             value = port;
             skip = 6;
+        } else if (strncmp(p, "@PORT2@", 7) == 0) {
+            value = port2;
+            skip = 7;
         }
         size_t need = value ? strlen(value) : 1;
         if (len + need + 1 > cap) {
@@ -236,6 +240,9 @@ static void print_file(const char *path) {
 int dss_nginx_start(dss_nginx *n, const char *http_block) {
     for (int attempt = 0; attempt < 3; attempt++) {
         n->port = free_port();
+        do {
+            n->port2 = free_port();
+        } while (n->port2 == n->port);
         write_config(n, http_block);
         unlink(dss_path(n, "logs/stderr.log"));
 

@@ -11,6 +11,7 @@
 typedef struct {
     char prefix[PATH_MAX]; /* temporary nginx prefix, world-readable */
     int port;
+    int port2; /* a second free port, for a config's second listener */
     pid_t pid; /* nginx master; also its process group */
     int running;
 } dss_nginx;
@@ -25,9 +26,9 @@ int dss_nginx_prepare(dss_nginx *n);
 
 /*
  * Writes nginx.conf from http_block (the body of "http { }") after
- * replacing @PREFIX@ and @PORT@, then starts nginx in the foreground and
- * polls until it accepts connections. Retries with another free port if
- * the first was taken meanwhile. Returns 0 or -1 (nginx's stderr printed).
+ * replacing @PREFIX@, @PORT@ and @PORT2@, then starts nginx in the foreground
+ * and polls until it accepts connections. Retries with another free port if the
+ * first was taken meanwhile. Returns 0 or -1 (nginx's stderr printed).
  */
 int dss_nginx_start(dss_nginx *n, const char *http_block);
 

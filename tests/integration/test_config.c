@@ -160,13 +160,13 @@ static void test_config_missing_source_names_location(void **state) {
                            "        dss_bill;\n"
                            "    }\n"),
                     "\"dss_bill\" in location \"/x/\" has no bill source: "
-                    "set \"dss_bill_root\" in ");
+                    "set \"dss_bill_root\" or \"dss_bill_upstream\" in ");
 
     int line = config_line_of("        dss_bill;");
     assert_int_not_equal(line, 0);
     char where[PATH_MAX + 32];
     /* that line and no other: not the end of the http block as well */
-    snprintf(where, sizeof(where), "set \"dss_bill_root\" in %s:%d\n",
+    snprintf(where, sizeof(where), "or \"dss_bill_upstream\" in %s:%d\n",
              dss_path(&nginx, "nginx.conf"), line);
     assert_output_contains(where);
 }

@@ -456,7 +456,7 @@ static void test_D6_not_a_pdf_is_500(void **state) {
 
 static void test_D6_empty_file_is_500(void **state) {
     (void)state;
-    const char *logged = "bill file is empty, bill id \"empty\"";
+    const char *logged = "bill is empty, bill id \"empty\"";
     int before = dss_error_log_count(&nginx, logged);
     expect_status("/dss/bill/download/empty", 500);
     expect_logged(before, logged);

@@ -1,0 +1,326 @@
+// One archive fetch around a libcurl easy handle, and the per-worker pool
+// that recycles them. The nginx glue drives the transfer through its multi
+// handle; everything about one transfer (options, body, verdict) is here.
+
+#include "body_sink.hpp"
+#include "dss_bill.h"
+#include "error_text.hpp"
+
+#include <curl/curl.h>
+
+#include <cstdio>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace {
+
+struct EasyDeleter {
+    void operator()(CURL *easy) const { curl_easy_cleanup(easy); }
+};
+using EasyHandle = std::unique_ptr<CURL, EasyDeleter>;
+
+struct SlistDeleter {
+    void operator()(curl_slist *list) const { curl_slist_free_all(list); }
+};
+using HeaderList = std::unique_ptr<curl_slist, SlistDeleter>;
+
+} // namespace
+
+struct dss_bill_fetch_s {
+    dss_bill_fetch_pool *pool = nullptr;
+    EasyHandle easy;
+    HeaderList headers;
+    dss_bill::BodySink sink;
+    bool probe = false;
+    bool stopped_on_status = false;
+    size_t discarded = 0;
+    long status = 0;
+    char curl_error[CURL_ERROR_SIZE] = {};
+    char detail[CURL_ERROR_SIZE + 96] = {};
+};
+
+struct dss_bill_fetch_pool_s {
+    size_t max_idle = 0;
+    std::vector<std::unique_ptr<dss_bill_fetch>> idle;
+};
+
+namespace {
+
+// An error page larger than this is not worth a connection's reuse.
+constexpr size_t kMaxDiscard = 64 * 1024;
+
+size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
+    auto *fetch = static_cast<dss_bill_fetch *>(userdata);
+    size_t n = size * nmemb;
+
+    // D6: a body that is not a 200's is never a bill. A small one is read
+    // and dropped so the connection can be reused; a large one is cut off.
+    long status = 0;
+    curl_easy_getinfo(fetch->easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200 || fetch->probe) {
+        fetch->discarded += n;
+        if (fetch->discarded > kMaxDiscard) {
+            fetch->stopped_on_status = true;
+            return 0;
+        }
+        return n;
+    }
+    return fetch->sink.write(data, n) ? n : 0;
+}
+
+bool set_options(dss_bill_fetch *fetch,
+                 const dss_bill_upstream_options &options, const char *url,
+                 dss_bill::ErrorText &error) {
+    CURL *easy = fetch->easy.get();
+    CURLcode rc = CURLE_OK;
+    auto set = [&rc](CURLcode result) {
+        if (rc == CURLE_OK) {
+            rc = result;
+        }
+    };
+
+    set(curl_easy_setopt(easy, CURLOPT_URL, url));
+    // only the web: no file://, ldap:// or the like, whatever a variable
+    // in the URL turns out to be
+    set(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https"));
+    set(curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"));
+    set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION,
+                         options.max_redirects > 0 ? 1L : 0L));
+    set(curl_easy_setopt(easy, CURLOPT_MAXREDIRS, options.max_redirects));
+    set(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                         options.connect_timeout_ms));
+    set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, options.timeout_ms));
+    // refuse early what the archive announces as too large
+    set(curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                         static_cast<curl_off_t>(options.max_size)));
+    set(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
+    set(curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, nullptr));
+    set(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, fetch->curl_error));
+    set(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body));
+    set(curl_easy_setopt(easy, CURLOPT_WRITEDATA, fetch));
+    set(curl_easy_setopt(easy, CURLOPT_USERAGENT, "ngx_http_dss_bill_module"));
+
+    set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER,
+                         options.ssl_verify ? 1L : 0L));
+    set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST,
+                         options.ssl_verify ? 2L : 0L));
+    if (options.ssl_trusted_certificate) {
+        set(curl_easy_setopt(easy, CURLOPT_CAINFO,
+                             options.ssl_trusted_certificate));
+    }
+    if (options.ssl_certificate) {
+        set(curl_easy_setopt(easy, CURLOPT_SSLCERT, options.ssl_certificate));
+    }
+    if (options.ssl_certificate_key) {
+        set(curl_easy_setopt(easy, CURLOPT_SSLKEY,
+                             options.ssl_certificate_key));
+    }
+    if (options.basic_auth) {
+        set(curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_BASIC));
+        set(curl_easy_setopt(easy, CURLOPT_USERPWD, options.basic_auth));
+    }
+
+    HeaderList headers;
+    for (const char *const *h = options.headers; h && *h; ++h) {
+        curl_slist *next = curl_slist_append(headers.get(), *h);
+        if (next == nullptr) {
+            error.set("out of memory for request headers");
+            return false;
+        }
+        headers.release();
+        headers.reset(next);
+    }
+    if (headers) {
+        set(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get()));
+    }
+    fetch->headers = std::move(headers);
+
+    if (rc != CURLE_OK) {
+        error.set("libcurl refused an option: ", curl_easy_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+dss_bill_outcome outcome_of_curl(CURLcode result) {
+    switch (result) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return DSS_BILL_UPSTREAM_TIMEOUT;
+    case CURLE_COULDNT_CONNECT:
+        return DSS_BILL_UPSTREAM_CONNECT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return DSS_BILL_UPSTREAM_RESOLVE;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return DSS_BILL_UPSTREAM_TLS;
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return DSS_BILL_UPSTREAM_TRUNCATED;
+    case CURLE_FILESIZE_EXCEEDED:
+        return DSS_BILL_TOO_LARGE; // D4, announced in advance
+    case CURLE_TOO_MANY_REDIRECTS:
+        return DSS_BILL_UPSTREAM_REDIRECT;
+    default:
+        return DSS_BILL_UPSTREAM_ERROR;
+    }
+}
+
+// What a complete HTTP answer means for the bill (D5, D6, D8).
+dss_bill_outcome outcome_of_status(long status) {
+    if (status == 404 || status == 410) {
+        return DSS_BILL_UPSTREAM_NOT_FOUND;
+    }
+    if (status >= 300 && status < 400) {
+        return DSS_BILL_UPSTREAM_REDIRECT;
+    }
+    return DSS_BILL_UPSTREAM_STATUS;
+}
+
+} // namespace
+
+extern "C" {
+
+dss_bill_fetch_pool *dss_bill_fetch_pool_create(size_t max_idle) {
+    auto *pool = new (std::nothrow) dss_bill_fetch_pool;
+    if (pool != nullptr) {
+        pool->max_idle = max_idle;
+    }
+    return pool;
+}
+
+void dss_bill_fetch_pool_destroy(dss_bill_fetch_pool *pool) {
+    delete pool;
+}
+
+dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
+                                     const dss_bill_upstream_options *options,
+                                     const char *url, int probe, char *err,
+                                     size_t err_size) {
+    dss_bill::ErrorText error(err, err_size);
+    try {
+        std::unique_ptr<dss_bill_fetch> fetch;
+        if (!pool->idle.empty()) {
+            fetch = std::move(pool->idle.back());
+            pool->idle.pop_back();
+            curl_easy_reset(fetch->easy.get());
+        } else {
+            fetch = std::make_unique<dss_bill_fetch>();
+            fetch->easy.reset(curl_easy_init());
+            if (!fetch->easy) {
+                error.set("curl_easy_init() failed");
+                return nullptr;
+            }
+        }
+        fetch->pool = pool;
+        fetch->probe = probe != 0;
+        fetch->stopped_on_status = false;
+        fetch->discarded = 0;
+        fetch->status = 0;
+        fetch->curl_error[0] = '\0';
+        fetch->detail[0] = '\0';
+        fetch->sink.reset(options->buffer_size, options->max_size,
+                          options->temp_dir);
+
+        if (!set_options(fetch.get(), *options, url, error)) {
+            return nullptr;
+        }
+        return fetch.release();
+    } catch (const std::bad_alloc &) {
+        error.set("out of memory");
+        return nullptr;
+    }
+}
+
+void *dss_bill_fetch_easy(dss_bill_fetch *fetch) {
+    return fetch->easy.get();
+}
+
+dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
+    auto code = static_cast<CURLcode>(result);
+    curl_easy_getinfo(fetch->easy.get(), CURLINFO_RESPONSE_CODE,
+                      &fetch->status);
+    const long status = fetch->status;
+    dss_bill_outcome outcome;
+
+    if (fetch->sink.state() == dss_bill::BodySink::State::TooLarge) {
+        outcome = DSS_BILL_TOO_LARGE; // D4, found while the body arrived
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "more than %lld bytes", fetch->sink.size());
+        return outcome;
+    }
+    if (fetch->sink.state() == dss_bill::BodySink::State::FileError) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "temporary file: %s", fetch->sink.file_error());
+        return DSS_BILL_TEMP_FILE_ERROR;
+    }
+    if (fetch->stopped_on_status ||
+        (code == CURLE_OK && (status != 200 || fetch->probe))) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "archive answered %ld", status);
+        return status == 200 ? DSS_BILL_OK : outcome_of_status(status);
+    }
+    if (code != CURLE_OK) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail), "%s (curl %d)",
+                      fetch->curl_error[0] ? fetch->curl_error
+                                           : curl_easy_strerror(code),
+                      static_cast<int>(code));
+        return outcome_of_curl(code);
+    }
+
+    // a complete 200: the body must be a PDF (D8)
+    std::snprintf(fetch->detail, sizeof(fetch->detail),
+                  "archive answered 200 with %lld bytes", fetch->sink.size());
+    if (fetch->sink.size() == 0) {
+        return DSS_BILL_EMPTY;
+    }
+    std::string_view head = fetch->sink.head(DSS_BILL_PDF_SIGNATURE_LEN);
+    if (!dss_bill_is_pdf_signature(
+            reinterpret_cast<const unsigned char *>(head.data()),
+            head.size())) {
+        return DSS_BILL_NOT_PDF;
+    }
+    return DSS_BILL_OK;
+}
+
+long dss_bill_fetch_status(const dss_bill_fetch *fetch) {
+    return fetch->status;
+}
+
+const char *dss_bill_fetch_detail(const dss_bill_fetch *fetch) {
+    return fetch->detail;
+}
+
+dss_bill_body dss_bill_fetch_body(const dss_bill_fetch *fetch) {
+    dss_bill_body body;
+    body.data = fetch->sink.in_file() ? nullptr : fetch->sink.memory();
+    body.fd = fetch->sink.in_file() ? fetch->sink.fd() : -1;
+    body.size = fetch->sink.size();
+    return body;
+}
+
+void dss_bill_fetch_release(dss_bill_fetch *fetch) {
+    std::unique_ptr<dss_bill_fetch> owned(fetch);
+    owned->sink.clear();
+    owned->headers.reset();
+    dss_bill_fetch_pool *pool = owned->pool;
+    if (pool == nullptr || pool->idle.size() >= pool->max_idle) {
+        return; // destroyed here
+    }
+    try {
+        pool->idle.push_back(std::move(owned));
+    } catch (const std::bad_alloc &) {
+        // the fetch is destroyed instead of pooled
+    }
+}
+
+} // extern "C"

@@ -1,0 +1,578 @@
+/* Integration tests of the archive source (dss_bill_upstream): a stock nginx
+ * as the archive, an in-process fault-injecting origin for what nginx cannot
+ * do, and the module's nginx in front, driven with libcurl. */
+
+#define _GNU_SOURCE /* asprintf */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault_origin.h"
+#include "harness.h"
+
+static dss_nginx archive; /* stock nginx serving files */
+static dss_nginx nginx;   /* the module */
+static fault_origin origin;
+
+static const char *const archive_config =
+    "log_format conn '$connection $connection_requests $status $uri';\n"
+    "server {\n"
+    "    listen 127.0.0.1:@PORT@;\n"
+    "    listen 127.0.0.1:@PORT2@ ssl;\n"
+    "    ssl_certificate @PREFIX@/cert.pem;\n"
+    "    ssl_certificate_key @PREFIX@/key.pem;\n"
+    "    access_log @PREFIX@/logs/archive.log conn;\n"
+    "    keepalive_requests 10000;\n"
+    "    root @PREFIX@/bills;\n"
+    "    location / { }\n"
+    "    location /private/ {\n"
+    "        auth_basic \"archive\";\n"
+    "        auth_basic_user_file @PREFIX@/htpasswd;\n"
+    "        if ($http_x_api_key != \"k123\") { return 403; }\n"
+    "    }\n"
+    "    location /gone/ { return 410; }\n"
+    "}\n";
+
+/* The module's configuration; %1$s archive prefix, %2$d archive http port,
+ * %3$d archive https port, %4$d fault origin port. */
+static const char *const module_config =
+    "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+    "server {\n"
+    "    listen 127.0.0.1:@PORT@ ssl;\n"
+    "    ssl_certificate @PREFIX@/cert.pem;\n"
+    "    ssl_certificate_key @PREFIX@/key.pem;\n"
+    "    gzip on; gzip_types *; gzip_min_length 0;\n"
+    "    location /arch/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_health_interval 100ms;\n"
+    "    }\n"
+    "    location /spill/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_buffer_size 1k;\n"
+    "    }\n"
+    "    location /fallback/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_root @PREFIX@/bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
+    "    }\n"
+    "    location /private/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream "
+    "http://127.0.0.1:%2$d/private/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_basic_auth dss:secret;\n"
+    "        dss_bill_upstream_header X-Api-Key k123;\n"
+    "    }\n"
+    "    location /noauth/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream "
+    "http://127.0.0.1:%2$d/private/$dss_bill_id.pdf;\n"
+    "    }\n"
+    "    location /gone/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%2$d/gone/$dss_bill_id;\n"
+    "    }\n"
+    "    location /tls/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream https://127.0.0.1:%3$d/$dss_bill_id.pdf;\n"
+    "    }\n"
+    "    location /tls-trusted/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream https://127.0.0.1:%3$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_ssl_trusted_certificate %1$s/cert.pem;\n"
+    "    }\n"
+    "    location /fault/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%4$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 500ms;\n"
+    "        dss_bill_upstream_timeout 1500ms;\n"
+    "        dss_bill_id_chars A-Za-z0-9_-;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /gated/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%4$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_timeout 30s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /limited/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%4$d/$dss_bill_id;\n"
+    "        dss_bill_max_size 1m;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /follow/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%4$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_redirects 2;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /down/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:1/$dss_bill_id.pdf;\n"
+    "        dss_bill_health_interval 100ms;\n"
+    "    }\n"
+    "}\n";
+
+static void write_archive_bill(const char *rel, const char *id, size_t size) {
+    dss_write_bill(dss_path(&archive, rel), id, size);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    if (fault_origin_start(&origin) != 0 || dss_nginx_prepare(&archive) != 0 ||
+        dss_nginx_prepare(&nginx) != 0) {
+        return -1;
+    }
+    write_archive_bill("bills/100000000001.pdf", "100000000001", 0);
+    write_archive_bill("bills/big.pdf", "big", 3 * 1024 * 1024);
+    write_archive_bill("bills/over.pdf", "over", 5 * 1024 * 1024 + 1);
+    mkdir(dss_path(&archive, "bills/private"), 0755);
+    write_archive_bill("bills/private/100000000002.pdf", "100000000002", 0);
+    /* in the module's root only, and in the archive only */
+    dss_write_bill(dss_path(&nginx, "bills/rootonly.pdf"), "rootonly", 0);
+    write_archive_bill("bills/archiveonly.pdf", "archiveonly", 0);
+
+    if (dss_nginx_start(&archive, archive_config) != 0) {
+        return -1;
+    }
+    char *config = NULL;
+    if (asprintf(&config, module_config, archive.prefix, archive.port,
+                 archive.port2, origin.port) < 0) {
+        return -1;
+    }
+    int rc = dss_nginx_start(&nginx, config);
+    free(config);
+    return rc;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    dss_nginx_cleanup(&nginx);
+    dss_nginx_cleanup(&archive);
+    fault_origin_stop(&origin);
+    return 0;
+}
+
+static void pause_briefly(void) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void assert_bill_equals_file(dss_response *r, const char *path) {
+    size_t len;
+    char *expected = dss_read_file(path, &len);
+    assert_non_null(expected);
+    char length[32];
+    snprintf(length, sizeof(length), "%zu", len);
+
+    assert_int_equal(r->curl_code, CURLE_OK);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(dss_header(r, "Content-Type"), "application/pdf");
+    assert_non_null(dss_header(r, "Content-Length"));
+    assert_string_equal(dss_header(r, "Content-Length"), length);
+    assert_null(dss_header(r, "Transfer-Encoding"));
+    assert_null(dss_header(r, "Content-Encoding"));
+    assert_int_equal(r->body_len, len);
+    assert_memory_equal(r->body, expected, len);
+    free(expected);
+}
+
+static void assert_fault_pdf(dss_response *r) {
+    assert_int_equal(r->curl_code, CURLE_OK);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(dss_header(r, "Content-Length"), "2000");
+    assert_null(dss_header(r, "Transfer-Encoding"));
+    assert_int_equal(r->body_len, FAULT_ORIGIN_PDF_SIZE);
+    assert_memory_equal(r->body, fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE);
+}
+
+static long status_of(const char *target) {
+    dss_response r = dss_get(&nginx, target);
+    assert_int_equal(r.curl_code, CURLE_OK);
+    dss_response_free(&r);
+    return r.status;
+}
+
+/* Requests target, expects status, and a new error-log line with logged. */
+static void expect_failure(const char *target, long status,
+                           const char *logged) {
+    int before = dss_error_log_count(&nginx, logged);
+    long got = status_of(target);
+    if (got != status) {
+        fail_msg("%s: status %ld, expected %ld", target, got, status);
+    }
+    for (int i = 0; i < 250; i++) {
+        if (dss_error_log_count(&nginx, logged) > before) {
+            return;
+        }
+        pause_briefly();
+    }
+    fail_msg("%s: no new error-log line with \"%s\"", target, logged);
+}
+
+/* ---- D3: the complete bill, whatever the archive's framing ----------------
+ */
+
+static void test_D3_archive_bill_is_complete_with_exact_length(void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/arch/download/100000000001");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/100000000001.pdf"));
+    assert_string_equal(dss_header(&r, "Cache-Control"), "private, no-store");
+    dss_response_free(&r);
+}
+
+static void test_D3_large_bill_spills_to_a_temp_file(void **state) {
+    (void)state;
+    /* 3 MB through the default 64k buffer, and 1k buffer for a small one */
+    dss_response r = dss_get(&nginx, "/arch/download/big");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/big.pdf"));
+    dss_response_free(&r);
+
+    r = dss_get(&nginx, "/spill/download/100000000001");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/100000000001.pdf"));
+    dss_response_free(&r);
+}
+
+static void
+test_D3_chunked_and_close_delimited_bodies_get_a_length(void **state) {
+    (void)state;
+    static const char *const targets[] = {"/fault/download/chunked-1",
+                                          "/fault/download/close-1"};
+    for (size_t i = 0; i < 2; i++) {
+        dss_response r = dss_get(&nginx, targets[i]);
+        assert_fault_pdf(&r);
+        dss_response_free(&r);
+    }
+}
+
+static void test_D3_head_through_the_archive(void **state) {
+    (void)state;
+    dss_request_options head = {.method = "HEAD"};
+    dss_response r = dss_request(&nginx, "/arch/download/100000000001", &head);
+    assert_int_equal(r.status, 200);
+    assert_non_null(dss_header(&r, "Content-Length"));
+    assert_int_equal(r.body_len, 0);
+    dss_response_free(&r);
+}
+
+/* ---- D4: the size limit, enforced while the body arrives -------------------
+ */
+
+static void test_D4_oversize_archive_bill_is_500(void **state) {
+    (void)state;
+    expect_failure("/arch/download/over", 500,
+                   "bill exceeds dss_bill_max_size");
+    expect_failure("/fault/download/huge-announced-1", 500,
+                   "bill exceeds dss_bill_max_size");
+}
+
+static void test_D4_unannounced_oversize_is_cut_off_early(void **state) {
+    (void)state;
+    /* chunked, no length: only counting the bytes can stop it (1m limit) */
+    expect_failure("/limited/download/huge-chunked-1", 500,
+                   "bill exceeds dss_bill_max_size (more than");
+    long long sent = 0;
+    for (int i = 0;
+         i < 250 && (sent = fault_origin_huge_bytes_sent(&origin)) == 0; i++) {
+        pause_briefly();
+    }
+    /* the origin would send 64 MB to a fetch that read to the end */
+    if (sent >= 32LL * 1024 * 1024) {
+        fail_msg("the fetch read %lld bytes before stopping", sent);
+    }
+}
+
+/* ---- D5: the archive's "no such bill" ---------------------------------------
+ */
+
+static void test_D5_archive_404_and_410_are_404(void **state) {
+    (void)state;
+    expect_failure("/arch/download/999999999999", 404,
+                   "archive has no such bill (archive answered 404)");
+    expect_failure("/gone/download/1", 404,
+                   "archive has no such bill (archive answered 410)");
+}
+
+static void test_D5_root_first_then_archive(void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/fallback/download/rootonly");
+    assert_bill_equals_file(&r, dss_path(&nginx, "bills/rootonly.pdf"));
+    dss_response_free(&r);
+
+    r = dss_get(&nginx, "/fallback/download/archiveonly");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/archiveonly.pdf"));
+    dss_response_free(&r);
+
+    /* the archive never saw the bill the root had */
+    size_t len;
+    char *log = dss_read_file(dss_path(&archive, "logs/archive.log"), &len);
+    assert_non_null(log);
+    assert_null(strstr(log, "/rootonly.pdf"));
+    assert_non_null(strstr(log, "/archiveonly.pdf"));
+    free(log);
+
+    expect_failure("/fallback/download/nowhere", 404,
+                   "archive has no such bill");
+}
+
+/* ---- D6: every other archive failure is a clean 500 ------------------------
+ */
+
+static void test_D6_archive_error_statuses_are_500(void **state) {
+    (void)state;
+    static const char *const statuses[] = {"401", "403", "500", "503"};
+    for (size_t i = 0; i < 4; i++) {
+        char target[64], logged[64];
+        snprintf(target, sizeof(target), "/fault/download/status-%s-1",
+                 statuses[i]);
+        snprintf(logged, sizeof(logged), "(archive answered %s)", statuses[i]);
+        expect_failure(target, 500, logged);
+    }
+}
+
+static void test_D6_archive_body_not_a_pdf_or_empty_is_500(void **state) {
+    (void)state;
+    expect_failure("/fault/download/html-1", 500, "bill is not a PDF");
+    expect_failure("/fault/download/empty-1", 500, "bill is empty");
+}
+
+static void test_D6_archive_timeouts_are_500_within_the_timeout(void **state) {
+    (void)state;
+    /* dss_bill_upstream_timeout 1500ms; the origin stalls for 3 s */
+    expect_failure("/fault/download/slow-first-byte-1", 500,
+                   "archive timed out");
+    expect_failure("/fault/download/slow-body-1", 500, "archive timed out");
+}
+
+static void test_D6_archive_reset_and_short_body_are_500(void **state) {
+    (void)state;
+    expect_failure("/fault/download/reset-1", 500,
+                   "archive connection broke before the body was complete");
+    expect_failure("/fault/download/short-1", 500,
+                   "archive connection broke before the body was complete");
+}
+
+static void test_D6_archive_unreachable_is_500(void **state) {
+    (void)state;
+    expect_failure("/down/download/100000000001", 500,
+                   "cannot connect to the archive");
+}
+
+static void test_D6_archive_tls_is_verified(void **state) {
+    (void)state;
+    /* a self-signed archive certificate is refused by default... */
+    expect_failure("/tls/download/100000000001", 500,
+                   "TLS with the archive failed");
+    /* ...and accepted with dss_bill_upstream_ssl_trusted_certificate */
+    dss_response r = dss_get(&nginx, "/tls-trusted/download/100000000001");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/100000000001.pdf"));
+    dss_response_free(&r);
+}
+
+static void test_D6_redirects_only_when_configured(void **state) {
+    (void)state;
+    expect_failure("/fault/download/redirect-1", 500,
+                   "redirect that is not followed");
+    dss_response r = dss_get(&nginx, "/follow/download/redirect-1");
+    assert_fault_pdf(&r);
+    dss_response_free(&r);
+}
+
+static void test_D6_archive_credentials_and_headers_are_sent(void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/private/download/100000000002");
+    assert_bill_equals_file(
+        &r, dss_path(&archive, "bills/private/100000000002.pdf"));
+    dss_response_free(&r);
+
+    expect_failure("/noauth/download/100000000002", 500,
+                   "(archive answered 403)"); /* no X-Api-Key */
+    /* never the credentials in the log */
+    assert_int_equal(dss_error_log_count(&nginx, "secret"), 0);
+}
+
+/* ---- D8: a client that goes away cancels its fetch -------------------------
+ */
+
+static void test_D8_client_disconnect_cancels_the_fetch(void **state) {
+    (void)state;
+    int before = fault_origin_open_connections(&origin);
+    int cancelled = dss_error_log_count(&nginx, "fetch of bill id");
+
+    /* the origin stalls; the client gives up after 300 ms */
+    dss_request_options o = {.timeout_ms = 300};
+    dss_response r = dss_request(&nginx, "/fault/download/stall-1", &o);
+    assert_int_equal(r.curl_code, CURLE_OPERATION_TIMEDOUT);
+    dss_response_free(&r);
+
+    /* the module closes its archive connection: the origin sees it go */
+    for (int i = 0; i < 250; i++) {
+        if (fault_origin_open_connections(&origin) <= before &&
+            dss_error_log_count(&nginx, "fetch of bill id") > cancelled) {
+            return;
+        }
+        pause_briefly();
+    }
+    fail_msg("the fetch outlived its client");
+}
+
+/* ---- H3: the archive's health ----------------------------------------------
+ */
+
+static void test_H3_health_follows_the_archive(void **state) {
+    (void)state;
+    long got = 0;
+    for (int i = 0; i < 250 && (got = status_of("/down/healthcheck")) != 503;
+         i++) {
+        pause_briefly();
+    }
+    assert_int_equal(got, 503);
+    assert_int_equal(status_of("/arch/healthcheck"), 200);
+    assert_true(dss_error_log_count(&nginx, "archive \"http://127.0.0.1:1/\" "
+                                            "is unhealthy") > 0);
+}
+
+/* ---- T5: keep-alive and concurrency
+ * ------------------------------------------ */
+
+static void test_T5_archive_connections_are_reused(void **state) {
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        dss_response r = dss_get(&nginx, "/arch/download/100000000001");
+        assert_int_equal(r.status, 200);
+        dss_response_free(&r);
+    }
+    /* "$connection $connection_requests": some connection served several */
+    size_t len;
+    char *log = dss_read_file(dss_path(&archive, "logs/archive.log"), &len);
+    assert_non_null(log);
+    int reused = 0;
+    for (char *line = log; line && *line;) {
+        long conn, requests;
+        if (sscanf(line, "%ld %ld", &conn, &requests) == 2 && requests >= 3) {
+            reused = 1;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    free(log);
+    assert_true(reused);
+}
+
+static void
+test_T5_200_slow_fetches_leave_health_and_root_responsive(void **state) {
+    (void)state;
+    enum { N = 200 };
+    CURLM *multi = curl_multi_init();
+    CURL *slow[N];
+    FILE *sinks[N];
+    char *bodies[N];
+    size_t sizes[N];
+    char url[256];
+
+    for (int i = 0; i < N; i++) {
+        snprintf(url, sizeof(url),
+                 "https://127.0.0.1:%d/gated/download/gated-%d", nginx.port,
+                 i);
+        sinks[i] = open_memstream(&bodies[i], &sizes[i]);
+        slow[i] = curl_easy_init();
+        curl_easy_setopt(slow[i], CURLOPT_URL, url);
+        curl_easy_setopt(slow[i], CURLOPT_CAINFO, dss_path(&nginx, "cert.pem"));
+        curl_easy_setopt(slow[i], CURLOPT_WRITEDATA, sinks[i]);
+        curl_easy_setopt(slow[i], CURLOPT_TIMEOUT_MS, 20000L);
+        curl_multi_add_handle(multi, slow[i]);
+    }
+
+    /* drive the slow fetches until all are in flight at the origin */
+    int running = 1;
+    for (int i = 0;
+         i < 1000 && running && fault_origin_open_connections(&origin) < N;
+         i++) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 10, NULL);
+    }
+    if (fault_origin_open_connections(&origin) < N) {
+        fail_msg("only %d of %d fetches reached the origin",
+                 fault_origin_open_connections(&origin), N);
+    }
+
+    /* meanwhile health and a root download answer, while the slow ones are
+     * all still parked at the origin */
+    assert_int_equal(status_of("/arch/healthcheck"), 200);
+    assert_int_equal(status_of("/fallback/download/rootonly"), 200);
+    assert_true(fault_origin_open_connections(&origin) >= N);
+    fault_origin_open_gate(&origin);
+
+    while (running) {
+        curl_multi_perform(multi, &running);
+        if (running) {
+            curl_multi_poll(multi, NULL, 0, 1000, NULL);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        long status = 0;
+        curl_easy_getinfo(slow[i], CURLINFO_RESPONSE_CODE, &status);
+        fclose(sinks[i]);
+        if (status != 200 || sizes[i] != FAULT_ORIGIN_PDF_SIZE ||
+            memcmp(bodies[i], fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE)) {
+            fail_msg("slow fetch %d: status %ld, %zu bytes", i, status,
+                     sizes[i]);
+        }
+        free(bodies[i]);
+        curl_multi_remove_handle(multi, slow[i]);
+        curl_easy_cleanup(slow[i]);
+    }
+    curl_multi_cleanup(multi);
+}
+
+/* Runs last: nothing above left an alert behind (such as OpenSSL errors
+ * that libcurl left in the queue nginx's own TLS reads). */
+static void test_no_alerts_in_the_error_log(void **state) {
+    (void)state;
+    assert_int_equal(dss_error_log_count(&nginx, "[alert]"), 0);
+    assert_int_equal(dss_error_log_count(&nginx, "[emerg]"), 0);
+    assert_int_equal(dss_error_log_count(&nginx, "stale global SSL"), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_D3_archive_bill_is_complete_with_exact_length),
+        cmocka_unit_test(test_D3_large_bill_spills_to_a_temp_file),
+        cmocka_unit_test(
+            test_D3_chunked_and_close_delimited_bodies_get_a_length),
+        cmocka_unit_test(test_D3_head_through_the_archive),
+        cmocka_unit_test(test_D4_oversize_archive_bill_is_500),
+        cmocka_unit_test(test_D4_unannounced_oversize_is_cut_off_early),
+        cmocka_unit_test(test_D5_archive_404_and_410_are_404),
+        cmocka_unit_test(test_D5_root_first_then_archive),
+        cmocka_unit_test(test_D6_archive_error_statuses_are_500),
+        cmocka_unit_test(test_D6_archive_body_not_a_pdf_or_empty_is_500),
+        cmocka_unit_test(test_D6_archive_timeouts_are_500_within_the_timeout),
+        cmocka_unit_test(test_D6_archive_reset_and_short_body_are_500),
+        cmocka_unit_test(test_D6_archive_unreachable_is_500),
+        cmocka_unit_test(test_D6_archive_tls_is_verified),
+        cmocka_unit_test(test_D6_redirects_only_when_configured),
+        cmocka_unit_test(test_D6_archive_credentials_and_headers_are_sent),
+        cmocka_unit_test(test_D8_client_disconnect_cancels_the_fetch),
+        cmocka_unit_test(test_H3_health_follows_the_archive),
+        cmocka_unit_test(test_T5_archive_connections_are_reused),
+        cmocka_unit_test(
+            test_T5_200_slow_fetches_leave_health_and_root_responsive),
+        cmocka_unit_test(test_no_alerts_in_the_error_log),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
