@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "dss_bill.h"
 
 static int valid(const dss_bill_id_rule *rule, const char *id) {
@@ -128,7 +130,7 @@ test_D5_char_classes_that_could_touch_paths_are_refused(void **state) {
     expect_chars_refused("\\\\", "'\\'");
     expect_chars_refused("%", "'%'");
     expect_chars_refused("!-~", "'\"'"); /* the whole printable range */
-    expect_chars_refused("a-z<", "'<'");  /* not literal in a URL path */
+    expect_chars_refused("a-z<", "'<'"); /* not literal in a URL path */
     expect_chars_refused("a-z{}", "'{'");
     expect_chars_refused("a-z\x7f", "control");
     expect_chars_refused("a-z\xc3\xa9", "non-ASCII");
@@ -137,9 +139,8 @@ test_D5_char_classes_that_could_touch_paths_are_refused(void **state) {
     char err[128];
     dss_bill_id_rule rule;
     const char *url_safe = "A-Za-z0-9-_~!$&'()*+,;=:@";
-    assert_int_equal(dss_bill_id_rule_set_chars(&rule, url_safe,
-                                                strlen(url_safe), err,
-                                                sizeof(err)),
+    assert_int_equal(dss_bill_id_rule_set_chars(
+                         &rule, url_safe, strlen(url_safe), err, sizeof(err)),
                      0);
     expect_chars_refused("z-a", "reversed");
     expect_chars_refused("a b", "space");
@@ -303,7 +304,7 @@ static void test_D8_pdf_signature(void **state) {
 
 static void test_D7_every_outcome_is_200_404_or_500(void **state) {
     (void)state;
-    for (int o = DSS_BILL_OK; o <= DSS_BILL_INTERNAL_ERROR; o++) {
+    for (int o = DSS_BILL_OK; o <= DSS_BILL_TEMP_FILE_ERROR; o++) {
         int status = dss_bill_outcome_status((dss_bill_outcome)o);
         assert_true(status == 200 || status == 404 || status == 500);
         const char *reason = dss_bill_outcome_reason((dss_bill_outcome)o);
@@ -379,6 +380,125 @@ static void test_H3_root_probe(void **state) {
     assert_non_null(strstr(reason, "No such file"));
 }
 
+/* ---- the archive source
+ * ------------------------------------------------------ */
+
+static int url_ok(const char *url) {
+    char err[128];
+    return dss_bill_upstream_url_check(url, strlen(url), err, sizeof(err)) == 0;
+}
+
+static void test_upstream_url_check(void **state) {
+    (void)state;
+    assert_true(url_ok("https://archive.internal/api/bills/$dss_bill_id/pdf"));
+    assert_true(url_ok("HTTP://127.0.0.1:8080/$dss_bill_id.pdf"));
+    assert_true(url_ok("http://$archive_host/x"));
+
+    assert_false(url_ok("ftp://archive/x"));
+    assert_false(url_ok("file:///etc/passwd"));
+    assert_false(url_ok("archive/x"));
+    assert_false(url_ok("https:///x"));
+
+    char err[128];
+    const char *creds = "https://user:pw@archive/x";
+    assert_int_equal(
+        dss_bill_upstream_url_check(creds, strlen(creds), err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "dss_bill_upstream_basic_auth"));
+    /* an '@' in the path is not a credential */
+    assert_true(url_ok("https://archive/bills/a@b"));
+}
+
+static void test_H3_upstream_probe_url_is_the_archive_base(void **state) {
+    (void)state;
+    char out[128];
+    const char *url = "https://archive.internal:8443/api/$dss_bill_id/pdf";
+    assert_int_equal(
+        dss_bill_upstream_url_base(url, strlen(url), out, sizeof(out)), 30);
+    assert_string_equal(out, "https://archive.internal:8443/");
+
+    const char *bare = "http://archive";
+    assert_true(
+        dss_bill_upstream_url_base(bare, strlen(bare), out, sizeof(out)) > 0);
+    assert_string_equal(out, "http://archive/");
+
+    const char *variable = "http://$host/x";
+    assert_int_equal(dss_bill_upstream_url_base(variable, strlen(variable), out,
+                                                sizeof(out)),
+                     0);
+    assert_int_equal(dss_bill_upstream_url_base(url, strlen(url), out, 10), 0);
+}
+
+static const dss_bill_upstream_options test_options = {
+    .connect_timeout_ms = 1000,
+    .timeout_ms = 2000,
+    .max_size = 5 * 1024 * 1024,
+    .buffer_size = 1024,
+    .temp_dir = "/tmp",
+    .ssl_verify = 1,
+};
+
+static void test_D6_transport_failures_map_to_500(void **state) {
+    (void)state;
+    static const struct {
+        CURLcode code;
+        dss_bill_outcome outcome;
+    } cases[] = {
+        {CURLE_OPERATION_TIMEDOUT, DSS_BILL_UPSTREAM_TIMEOUT},
+        {CURLE_COULDNT_CONNECT, DSS_BILL_UPSTREAM_CONNECT},
+        {CURLE_COULDNT_RESOLVE_HOST, DSS_BILL_UPSTREAM_RESOLVE},
+        {CURLE_PEER_FAILED_VERIFICATION, DSS_BILL_UPSTREAM_TLS},
+        {CURLE_SSL_CONNECT_ERROR, DSS_BILL_UPSTREAM_TLS},
+        {CURLE_PARTIAL_FILE, DSS_BILL_UPSTREAM_TRUNCATED},
+        {CURLE_RECV_ERROR, DSS_BILL_UPSTREAM_TRUNCATED},
+        {CURLE_FILESIZE_EXCEEDED, DSS_BILL_TOO_LARGE},
+        {CURLE_TOO_MANY_REDIRECTS, DSS_BILL_UPSTREAM_REDIRECT},
+        {CURLE_UNSUPPORTED_PROTOCOL, DSS_BILL_UPSTREAM_ERROR},
+    };
+    char err[128];
+    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(4);
+    assert_non_null(pool);
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        dss_bill_fetch *fetch = dss_bill_fetch_start(
+            pool, &test_options, "http://127.0.0.1:1/x", 0, err, sizeof(err));
+        assert_non_null(fetch);
+        dss_bill_outcome outcome = dss_bill_fetch_finish(fetch, cases[i].code);
+        if (outcome != cases[i].outcome) {
+            fail_msg("curl code %d gave outcome %d, expected %d", cases[i].code,
+                     outcome, cases[i].outcome);
+        }
+        assert_int_equal(dss_bill_outcome_status(outcome), 500);
+        /* libcurl's reason and code reach the log line */
+        char code[32];
+        snprintf(code, sizeof(code), "(curl %d)", cases[i].code);
+        assert_non_null(strstr(dss_bill_fetch_detail(fetch), code));
+        dss_bill_fetch_release(fetch);
+    }
+    dss_bill_fetch_pool_destroy(pool);
+}
+
+static void test_fetch_pool_reuses_easy_handles(void **state) {
+    (void)state;
+    char err[128];
+    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(1);
+    dss_bill_fetch *a = dss_bill_fetch_start(
+        pool, &test_options, "http://127.0.0.1:1/a", 0, err, sizeof(err));
+    void *easy = dss_bill_fetch_easy(a);
+    dss_bill_fetch_release(a);
+
+    dss_bill_fetch *b = dss_bill_fetch_start(
+        pool, &test_options, "http://127.0.0.1:1/b", 0, err, sizeof(err));
+    assert_ptr_equal(dss_bill_fetch_easy(b), easy);
+
+    /* beyond max_idle, released fetches are destroyed, not kept */
+    dss_bill_fetch *c = dss_bill_fetch_start(
+        pool, &test_options, "http://127.0.0.1:1/c", 0, err, sizeof(err));
+    dss_bill_fetch_release(b);
+    dss_bill_fetch_release(c);
+    dss_bill_fetch_pool_destroy(pool);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_D2_default_rule_accepts_billing_ids),
@@ -398,6 +518,10 @@ int main(void) {
         cmocka_unit_test(test_D5_D6_outcome_mapping),
         cmocka_unit_test(test_D4_size_limit_is_inclusive),
         cmocka_unit_test(test_H3_root_probe),
+        cmocka_unit_test(test_upstream_url_check),
+        cmocka_unit_test(test_H3_upstream_probe_url_is_the_archive_base),
+        cmocka_unit_test(test_D6_transport_failures_map_to_500),
+        cmocka_unit_test(test_fetch_pool_reuses_easy_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
