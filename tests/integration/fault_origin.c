@@ -295,7 +295,9 @@ void fault_origin_stop(fault_origin *o) {
     }
 }
 
-void fault_origin_open_gate(fault_origin *o) { o->gate_open = 1; }
+void fault_origin_set_gate(fault_origin *o, int open) {
+    o->gate_open = open;
+}
 
 int fault_origin_open_connections(fault_origin *o) {
     pthread_mutex_lock(&o->lock);

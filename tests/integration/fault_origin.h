@@ -48,7 +48,7 @@ int fault_origin_start(fault_origin *o);
 void fault_origin_stop(fault_origin *o);
 
 int fault_origin_open_connections(fault_origin *o);
-void fault_origin_open_gate(fault_origin *o);
+void fault_origin_set_gate(fault_origin *o, int open);
 long long fault_origin_huge_bytes_sent(fault_origin *o);
 
 /* The body /ok-<id> and friends send. */

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,8 +487,7 @@ test_T5_200_slow_fetches_leave_health_and_root_responsive(void **state) {
 
     for (int i = 0; i < N; i++) {
         snprintf(url, sizeof(url),
-                 "https://127.0.0.1:%d/gated/download/gated-%d", nginx.port,
-                 i);
+                 "https://127.0.0.1:%d/gated/download/gated-%d", nginx.port, i);
         sinks[i] = open_memstream(&bodies[i], &sizes[i]);
         slow[i] = curl_easy_init();
         curl_easy_setopt(slow[i], CURLOPT_URL, url);
@@ -515,7 +515,7 @@ test_T5_200_slow_fetches_leave_health_and_root_responsive(void **state) {
     assert_int_equal(status_of("/arch/healthcheck"), 200);
     assert_int_equal(status_of("/fallback/download/rootonly"), 200);
     assert_true(fault_origin_open_connections(&origin) >= N);
-    fault_origin_open_gate(&origin);
+    fault_origin_set_gate(&origin, 1);
 
     while (running) {
         curl_multi_perform(multi, &running);
@@ -537,6 +537,80 @@ test_T5_200_slow_fetches_leave_health_and_root_responsive(void **state) {
         curl_easy_cleanup(slow[i]);
     }
     curl_multi_cleanup(multi);
+}
+
+/* A reload: the old worker finishes the fetch it has in flight, then exits
+ * cleanly (its libcurl sockets handed back: no "open socket left" alert). */
+static void test_T6_reload_finishes_fetches_in_flight(void **state) {
+    (void)state;
+    fault_origin_set_gate(&origin, 0);
+    int parked = fault_origin_open_connections(&origin);
+    int exited = dss_error_log_count(&nginx, "exit\n");
+
+    char url[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/gated/download/gated-r",
+             nginx.port);
+    char *body = NULL;
+    size_t size = 0;
+    FILE *sink = open_memstream(&body, &size);
+    CURLM *multi = curl_multi_init();
+    CURL *easy = curl_easy_init();
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_CAINFO, dss_path(&nginx, "cert.pem"));
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_multi_add_handle(multi, easy);
+
+    int running = 1;
+    for (int i = 0;
+         i < 1000 && fault_origin_open_connections(&origin) <= parked; i++) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 10, NULL);
+    }
+    assert_true(fault_origin_open_connections(&origin) > parked);
+
+    /* reload while the fetch waits at the origin */
+    int shutting = dss_error_log_count(&nginx, "gracefully shutting down");
+    assert_int_equal(dss_nginx_signal(&nginx, SIGHUP), 0);
+    for (int i = 0;
+         i < 500 &&
+         dss_error_log_count(&nginx, "gracefully shutting down") <= shutting;
+         i++) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 10, NULL);
+    }
+    assert_true(dss_error_log_count(&nginx, "gracefully shutting down") >
+                shutting);
+
+    fault_origin_set_gate(&origin, 1);
+    while (running) {
+        curl_multi_perform(multi, &running);
+        if (running) {
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+        }
+    }
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    fclose(sink);
+    assert_int_equal(status, 200);
+    assert_int_equal(size, FAULT_ORIGIN_PDF_SIZE);
+    assert_memory_equal(body, fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE);
+    free(body);
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_cleanup(easy);
+    curl_multi_cleanup(multi);
+
+    /* the old worker exits once its request is done */
+    for (int i = 0; i < 500 && dss_error_log_count(&nginx, "exit\n") <= exited;
+         i++) {
+        pause_briefly();
+    }
+    assert_true(dss_error_log_count(&nginx, "exit\n") > exited);
+
+    /* and the new worker serves */
+    dss_response r = dss_get(&nginx, "/arch/download/100000000001");
+    assert_int_equal(r.status, 200);
+    dss_response_free(&r);
 }
 
 /* Runs last: nothing above left an alert behind (such as OpenSSL errors
@@ -572,6 +646,7 @@ int main(void) {
         cmocka_unit_test(test_T5_archive_connections_are_reused),
         cmocka_unit_test(
             test_T5_200_slow_fetches_leave_health_and_root_responsive),
+        cmocka_unit_test(test_T6_reload_finishes_fetches_in_flight),
         cmocka_unit_test(test_no_alerts_in_the_error_log),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
