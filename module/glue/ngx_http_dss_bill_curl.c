@@ -98,6 +98,7 @@ ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle)
     /* closes the cached connections, handing their sockets back first */
     curl_multi_cleanup(dc->multi);
     dc->multi = NULL;
+    ERR_clear_error();
 
     dss_bill_fetch_pool_destroy(dc->pool);
     dc->pool = NULL;
@@ -155,7 +156,9 @@ ngx_http_dss_bill_transfer_cancel(ngx_http_dss_bill_transfer_t *t)
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
     if (t->active && dc->multi) {
+        /* may close the connection, TLS shutdown included */
         curl_multi_remove_handle(dc->multi, dss_bill_fetch_easy(t->fetch));
+        ERR_clear_error();
     }
 
     t->active = 0;
