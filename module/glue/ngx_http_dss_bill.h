@@ -115,6 +115,16 @@ ngx_int_t ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id);
 char *ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     ngx_http_dss_bill_loc_conf_t *prev, ngx_http_dss_bill_loc_conf_t *conf);
+char *ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_id_chars(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_dss_bill_id_length(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_dss_bill_check_positive_size(ngx_conf_t *cf, void *post,
+    void *data);
+char *ngx_http_dss_bill_check_positive_msec(ngx_conf_t *cf, void *post,
+    void *data);
 char *ngx_http_dss_bill_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_dss_bill_upstream_header(ngx_conf_t *cf, ngx_command_t *cmd,

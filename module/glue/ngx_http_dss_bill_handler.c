@@ -1,7 +1,7 @@
 
 /*
  * The content handler of a "dss_bill" location: routes the request, then
- * serves a bill from the document root (D1-D8).
+ * serves a bill from the document root (D1-D8), or hands it to the archive.
  */
 
 
@@ -23,18 +23,9 @@ static ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id);
 
 
-ngx_str_t  ngx_http_dss_bill_cache_control_key = ngx_string("Cache-Control");
-
-static ngx_str_t  ngx_http_dss_bill_pdf_type = ngx_string("application/pdf");
 
 static ngx_str_t  ngx_http_dss_bill_allow = ngx_string("Allow");
 static ngx_str_t  ngx_http_dss_bill_get_head = ngx_string("GET, HEAD");
-static ngx_str_t  ngx_http_dss_bill_private = ngx_string("private, no-store");
-static ngx_str_t  ngx_http_dss_bill_nosniff_key =
-    ngx_string("X-Content-Type-Options");
-static ngx_str_t  ngx_http_dss_bill_nosniff = ngx_string("nosniff");
-static ngx_str_t  ngx_http_dss_bill_disposition =
-    ngx_string("Content-Disposition");
 
 
 ngx_int_t
@@ -265,175 +256,4 @@ ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     b->file->directio = file->of.is_directio;
 
     return ngx_http_dss_bill_send(r, id, b, file->of.size);
-}
-
-
-/*
- * D3: status 200, application/pdf, the exact Content-Length, then the body
- * b (a file or memory buffer, size bytes, already checked: D8).
- */
-
-ngx_int_t
-ngx_http_dss_bill_send(ngx_http_request_t *r, ngx_str_t *id, ngx_buf_t *b,
-    off_t size)
-{
-    u_char       *p;
-    ngx_int_t     rc;
-    ngx_str_t     disposition;
-    ngx_chain_t   out;
-
-    r->connection->log->action = "sending bill to client";
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = size;
-    r->headers_out.content_type = ngx_http_dss_bill_pdf_type;
-    r->headers_out.content_type_len = ngx_http_dss_bill_pdf_type.len;
-
-    ngx_http_dss_bill_suppress_transforms(r);
-
-    /* we need to allocate all before the header would be sent */
-
-    disposition.len = sizeof("inline; filename=\".pdf\"") - 1 + id->len;
-    disposition.data = ngx_pnalloc(r->pool, disposition.len);
-    if (disposition.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(disposition.data, "inline; filename=\"",
-                   sizeof("inline; filename=\"") - 1);
-    p = ngx_cpymem(p, id->data, id->len);
-    ngx_memcpy(p, ".pdf\"", sizeof(".pdf\"") - 1);
-
-    if (ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_cache_control_key,
-                                     &ngx_http_dss_bill_private)
-        != NGX_OK
-        || ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_nosniff_key,
-                                        &ngx_http_dss_bill_nosniff)
-           != NGX_OK
-        || ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_disposition,
-                                        &disposition)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    /*
-     * D8: if the file shrinks or a write fails from here on, nginx closes
-     * the connection, so the client sees a short body, never a wrong one.
-     */
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-/*
- * Logs the outcome with its reason, the bill id, what was read ("file" or
- * "url", where) and a detail, and returns its status (D5, D6).
- */
-
-ngx_int_t
-ngx_http_dss_bill_fail(ngx_http_request_t *r, dss_bill_outcome outcome,
-    ngx_str_t *id, const char *what, ngx_str_t *where, const char *detail,
-    ngx_err_t err)
-{
-    u_char                     line[NGX_MAX_ERROR_STR], *p, *last;
-    ngx_uint_t                 level;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    switch (dss_bill_outcome_severity(outcome)) {
-
-    case DSS_BILL_SEVERITY_NOT_FOUND:
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-        level = clcf->log_not_found ? NGX_LOG_ERR : 0;
-        break;
-
-    case DSS_BILL_SEVERITY_ERROR:
-        level = NGX_LOG_ERR;
-        break;
-
-    case DSS_BILL_SEVERITY_CRIT:
-        level = NGX_LOG_CRIT;
-        break;
-
-    default:
-        level = 0;
-        break;
-    }
-
-    if (level == 0 || level > r->connection->log->log_level) {
-        return dss_bill_outcome_status(outcome);
-    }
-
-    last = line + sizeof(line);
-
-    p = ngx_slprintf(line, last, "%s", dss_bill_outcome_reason(outcome));
-
-    if (detail && detail[0]) {
-        p = ngx_slprintf(p, last, " (%s)", detail);
-    }
-
-    /* a rejected id may hold anything: it stays out of the log line */
-
-    if (id) {
-        p = ngx_slprintf(p, last, ", bill id \"%V\"", id);
-    }
-
-    if (what && where && where->len) {
-        p = ngx_slprintf(p, last, ", %s \"%V\"", what, where);
-    }
-
-    ngx_log_error(level, r->connection->log, err, "dss_bill: %*s",
-                  p - line, line);
-
-    return dss_bill_outcome_status(outcome);
-}
-
-
-/*
- * D3: nothing downstream may compress the body, drop its length, or turn
- * the answer into a 304 or 412.
- */
-
-void
-ngx_http_dss_bill_suppress_transforms(ngx_http_request_t *r)
-{
-    r->disable_not_modified = 1;
-    r->allow_ranges = 0;
-
-#if (NGX_HTTP_GZIP)
-    r->gzip_tested = 1;
-    r->gzip_ok = 0;
-#endif
-}
-
-
-ngx_int_t
-ngx_http_dss_bill_add_header(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key = *key;
-    h->value = *value;
-    h->lowcase_key = NULL;
-
-    return NGX_OK;
 }

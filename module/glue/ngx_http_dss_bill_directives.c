@@ -1,0 +1,321 @@
+
+/*
+ * The directives that need more than nginx's stock setters: each checks its
+ * value and says what is wrong, so that "nginx -t" names the directive and
+ * the reason.
+ */
+
+
+#include "ngx_http_dss_bill.h"
+
+
+char *
+ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (dlcf->enabled) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* the routes are found below the location's prefix */
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dss_bill\" needs a prefix or exact location "
+                           "such as \"location /dss/bill/\", not \"%V\"",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->enabled = 1;
+    dlcf->location = clcf->name;
+    dlcf->route_base = dss_bill_route_base_len((const char *) clcf->name.data,
+                                               clcf->name.len);
+    dlcf->file = cf->conf_file->file.name.data;
+    dlcf->line = cf->conf_file->line;
+
+    clcf->handler = ngx_http_dss_bill_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value, root;
+
+    if (dlcf->root.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    root = value[1];
+
+    if (root.len == 0) {
+        return "has an empty path";
+    }
+
+    /* health probes watch one fixed directory: no variables here */
+
+    if (ngx_strlchr(root.data, root.data + root.len, '$') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dss_bill_root\" does not take variables; "
+                           "use them in \"dss_bill_path\"");
+        return NGX_CONF_ERROR;
+    }
+
+    while (root.len > 1 && root.data[root.len - 1] == '/') {
+        root.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &root, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the probe and the open need a C string */
+
+    dlcf->root.data = ngx_pnalloc(cf->pool, root.len + 1);
+    if (dlcf->root.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(dlcf->root.data, root.data, root.len);
+    dlcf->root.data[root.len] = '\0';
+    dlcf->root.len = root.len;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_id_chars(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    char              err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_str_t        *value;
+    dss_bill_id_rule  rule;
+
+    if (dlcf->id_chars.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (dss_bill_id_rule_set_chars(&rule, (const char *) value[1].data,
+                                   value[1].len, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_id_chars\" \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->id_chars = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_id_length(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    char              err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_int_t         min, max;
+    ngx_str_t        *value;
+    dss_bill_id_rule  rule;
+
+    if (dlcf->id_min_length != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    min = ngx_atoi(value[1].data, value[1].len);
+    max = ngx_atoi(value[2].data, value[2].len);
+
+    if (min == NGX_ERROR || max == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_id_length\" \"%V %V\": "
+                           "expected two whole numbers", &value[1], &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dss_bill_id_rule_set_length(&rule, min, max, err, sizeof(err)) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_id_length\" \"%V %V\": %s",
+                           &value[1], &value[2], err);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->id_min_length = min;
+    dlcf->id_max_length = max;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_check_positive_size(ngx_conf_t *cf, void *post, void *data)
+{
+    off_t  *size = data;
+
+    if (*size <= 0) {
+        return "must be greater than zero";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_check_positive_msec(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *msec = data;
+
+    if (*msec == 0) {
+        return "must be greater than zero";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    char                               err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (dlcf->upstream) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (dss_bill_upstream_url_check((const char *) value[1].data,
+                                    value[1].len, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_upstream\" \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->upstream = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (dlcf->upstream == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = dlcf->upstream;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_upstream_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value, *line;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, ':')
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, ' '))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid header name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strlchr(value[2].data, value[2].data + value[2].len, CR)
+        || ngx_strlchr(value[2].data, value[2].data + value[2].len, LF))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value of header \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dlcf->upstream_headers == NULL) {
+        dlcf->upstream_headers = ngx_array_create(cf->pool, 4,
+                                                  sizeof(ngx_str_t));
+        if (dlcf->upstream_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    line = ngx_array_push(dlcf->upstream_headers);
+    if (line == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* "Name: value" and a NUL, as libcurl takes it */
+
+    line->len = value[1].len + 2 + value[2].len;
+    line->data = ngx_pnalloc(cf->pool, line->len + 1);
+    if (line->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_cpymem(line->data, value[1].data, value[1].len);
+    *p++ = ':';
+    *p++ = ' ';
+    p = ngx_cpymem(p, value[2].data, value[2].len);
+    *p = '\0';
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char       *rv;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, ':')
+        == NULL)
+    {
+        return "expects \"user:password\"";
+    }
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+
+    return rv;
+}
