@@ -336,6 +336,111 @@ static void test_config_health_interval_zero_rejected(void **state) {
                     "than zero");
 }
 
+/* ---- the archive source ---------------------------------------------------
+ */
+
+/* An archive-only location, every archive directive with a valid value. */
+static void test_config_archive_location_is_accepted(void **state) {
+    (void)state;
+    assert_accepted(SERVER(
+        "    location /dss/bill/ {\n"
+        "        dss_bill;\n"
+        "        dss_bill_upstream "
+        "https://archive.internal/api/$dss_bill_id/pdf;\n"
+        "        dss_bill_upstream_connect_timeout 1s;\n"
+        "        dss_bill_upstream_timeout 3s;\n"
+        "        dss_bill_upstream_buffer_size 16k;\n"
+        "        dss_bill_upstream_redirects 1;\n"
+        "        dss_bill_upstream_ssl_verify on;\n"
+        "        dss_bill_upstream_ssl_trusted_certificate @PREFIX@/cert.pem;\n"
+        "        dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+        "        dss_bill_upstream_ssl_certificate_key @PREFIX@/key.pem;\n"
+        "        dss_bill_upstream_basic_auth dss:secret;\n"
+        "        dss_bill_upstream_header X-Api-Key 0123abcd;\n"
+        "        dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+        "        dss_bill_upstream_health_url https://archive.internal/ping;\n"
+        "    }\n"));
+}
+
+#define ARCHIVE_LOCATION(directive)                                            \
+    SERVER("    location /dss/bill/ {\n"                                       \
+           "        dss_bill;\n"                                               \
+           "        dss_bill_upstream http://archive/$dss_bill_id;\n"          \
+           "        " directive "\n"                                           \
+           "    }\n")
+
+static void test_config_archive_url_scheme_checked(void **state) {
+    (void)state;
+    assert_rejected(
+        SERVER("    location /b/ {\n"
+               "        dss_bill;\n"
+               "        dss_bill_upstream file:///etc/$dss_bill_id;\n"
+               "    }\n"),
+        "invalid \"dss_bill_upstream\" \"file:///etc/$dss_bill_id\": "
+        "the URL must start with \"http://\" or \"https://\"");
+}
+
+static void test_config_archive_url_without_credentials(void **state) {
+    (void)state;
+    assert_rejected(SERVER("    location /b/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_upstream http://u:p@archive/x;\n"
+                           "    }\n"),
+                    "must not hold credentials; use "
+                    "\"dss_bill_upstream_basic_auth\"");
+}
+
+static void test_config_archive_timeouts_ordered(void **state) {
+    (void)state;
+    assert_refused(ARCHIVE_LOCATION("dss_bill_upstream_connect_timeout 5s;"),
+                   "\"dss_bill_upstream_connect_timeout\" exceeds "
+                   "\"dss_bill_upstream_timeout\" in location \"/dss/bill/\"");
+}
+
+static void test_config_archive_client_certificate_needs_key(void **state) {
+    (void)state;
+    assert_refused(ARCHIVE_LOCATION(
+                       "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;"),
+                   "\"dss_bill_upstream_ssl_certificate\" and "
+                   "\"dss_bill_upstream_ssl_certificate_key\" go together");
+}
+
+static void test_config_archive_basic_auth_needs_colon(void **state) {
+    (void)state;
+    assert_rejected(ARCHIVE_LOCATION("dss_bill_upstream_basic_auth dss;"),
+                    "\"dss_bill_upstream_basic_auth\" directive expects "
+                    "\"user:password\"");
+}
+
+static void test_config_archive_header_name_checked(void **state) {
+    (void)state;
+    assert_rejected(ARCHIVE_LOCATION("dss_bill_upstream_header \"X-Key:\" v;"),
+                    "invalid header name \"X-Key:\"");
+}
+
+static void test_config_archive_buffer_and_redirects_bounded(void **state) {
+    (void)state;
+    assert_rejected(ARCHIVE_LOCATION("dss_bill_upstream_buffer_size 10;"),
+                    "must be between 64 and 16777216");
+    assert_rejected(ARCHIVE_LOCATION("dss_bill_upstream_redirects 11;"),
+                    "must be between 0 and 10");
+}
+
+static void test_config_archive_variable_host_needs_health_url(void **state) {
+    (void)state;
+    assert_refused(SERVER("    location /b/ {\n"
+                          "        dss_bill;\n"
+                          "        dss_bill_upstream http://$host/x;\n"
+                          "    }\n"),
+                   "set \"dss_bill_upstream_health_url\" (or \"off\") in "
+                   "location \"/b/\"");
+    assert_accepted(SERVER("    location /b/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_upstream http://$host/x;\n"
+                           "        dss_bill_upstream_health_url off;\n"
+                           "    }\n"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_good_configuration_is_accepted),
@@ -362,6 +467,15 @@ int main(void) {
         cmocka_unit_test(test_config_id_length_above_limit_rejected),
         cmocka_unit_test(test_config_id_length_one_argument_rejected),
         cmocka_unit_test(test_config_health_interval_zero_rejected),
+        cmocka_unit_test(test_config_archive_location_is_accepted),
+        cmocka_unit_test(test_config_archive_url_scheme_checked),
+        cmocka_unit_test(test_config_archive_url_without_credentials),
+        cmocka_unit_test(test_config_archive_timeouts_ordered),
+        cmocka_unit_test(test_config_archive_client_certificate_needs_key),
+        cmocka_unit_test(test_config_archive_basic_auth_needs_colon),
+        cmocka_unit_test(test_config_archive_header_name_checked),
+        cmocka_unit_test(test_config_archive_buffer_and_redirects_bounded),
+        cmocka_unit_test(test_config_archive_variable_host_needs_health_url),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
