@@ -620,6 +620,7 @@ static void test_no_alerts_in_the_error_log(void **state) {
     assert_int_equal(dss_error_log_count(&nginx, "[alert]"), 0);
     assert_int_equal(dss_error_log_count(&nginx, "[emerg]"), 0);
     assert_int_equal(dss_error_log_count(&nginx, "stale global SSL"), 0);
+    assert_int_equal(dss_error_log_count(&nginx, "exited on signal"), 0);
 }
 
 int main(void) {
