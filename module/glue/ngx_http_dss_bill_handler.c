@@ -23,7 +23,6 @@ static ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id);
 
 
-
 static ngx_str_t  ngx_http_dss_bill_allow = ngx_string("Allow");
 static ngx_str_t  ngx_http_dss_bill_get_head = ngx_string("GET, HEAD");
 
