@@ -1,0 +1,47 @@
+"""Settings, bill sizes and small helpers shared by the bench's modules."""
+
+import os
+import socket
+import sys
+
+NGINX = "/usr/sbin/nginx"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Bill ids (12 digits, like CC&B's) and sizes. 5 MB is exactly the default
+# dss_bill_max_size (5 x 1024 x 1024), the largest bill DSS accepts.
+BILLS = {
+    "100KB": ("100000000100", 100 * 1024),
+    "1MB": ("100000001024", 1024 * 1024),
+    "5MB": ("100000005120", 5 * 1024 * 1024),
+}
+STALL_BILL = "100000009999"          # the id the stalled downloads ask for
+
+ROUNDS_ENV = os.environ.get("BENCH_ROUNDS", "auto")
+MIN_ROUNDS, MAX_ROUNDS = 8, 16
+BUDGET = float(os.environ.get("BENCH_BUDGET", "270"))
+STALL_RESERVE = 25.0                 # seconds the stall measurement takes
+SECONDS = int(os.environ.get("BENCH_SECONDS", "1"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+MAX_STEAL = float(os.environ.get("BENCH_MAX_STEAL", "3"))
+MAX_REPEATS = 3                      # per pair, when steal stays high
+STALL_COUNT = int(os.environ.get("BENCH_STALL", "1000"))
+NOISE_BAND = 0.05                    # a self-comparison varies by ~ +-5 %
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+ARCHIVE_SKIPPED = ("archive rows: dss_bill_upstream not available in this "
+                   "build")
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(msg)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

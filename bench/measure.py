@@ -1,0 +1,130 @@
+"""Measurements: /proc readings, one wrk round, and a latency probe that
+times every request (not wrk's corrected percentiles)."""
+
+import http.client
+import json
+import os
+import re
+import resource
+import subprocess
+import time
+
+from common import CLK_TCK, CONNECTIONS, SECONDS, die, log
+
+
+# ---- /proc readings --------------------------------------------------------
+
+def host_cpu():
+    """(busy, steal, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    total = sum(fields)
+    return total - idle - iowait - steal, steal, total
+
+
+def task_cpu_ns(pid):
+    """CPU time (ns) of every thread of pid: /proc/<pid>/task/*/schedstat."""
+    ns = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return ns
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---- one round of wrk ------------------------------------------------------
+
+def wrk_round(url, worker_pid):
+    """Runs wrk once; returns a dict of measurements."""
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--timeout",
+           "5s", url]
+    c0 = host_cpu()
+    w0 = task_cpu_ns(worker_pid)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w1 = task_cpu_ns(worker_pid)
+    c1 = host_cpu()
+    out = p.stdout
+    if p.returncode != 0:
+        die(f"wrk failed on {url}: {p.stderr.strip() or out}")
+    m = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m or not rps:
+        die(f"cannot read wrk's output for {url}:\n{out}")
+    requests = int(m.group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        die(f"{url}: {bad.group(1)} non-2xx answers in a round")
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                     r"timeout (\d+)", out)
+    if sock and any(int(x) for x in sock.groups()):
+        log(f"warning: {url}: socket errors ({sock.group(0)})")
+    if requests == 0:
+        die(f"{url}: no request completed in a round")
+    worker_ns = w1 - w0
+    wrk_ns = ((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)) * 1e9
+    dtotal = max(c1[2] - c0[2], 1)
+    ncpu = os.cpu_count() or 1
+    busy_ns = (c1[0] - c0[0]) / CLK_TCK * 1e9
+    other = max(busy_ns - worker_ns - wrk_ns, 0) / (wall * ncpu * 1e9)
+    return {
+        "rps": float(rps.group(1)),
+        "requests": requests,
+        "cpu_us": worker_ns / requests / 1000.0,
+        "steal": 100.0 * (c1[1] - c0[1]) / dtotal,
+        "other": 100.0 * other,
+    }
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def latency(url, count=1000, gap=0.002):
+    """Every request timed, one keep-alive connection, sequential: p50/p99
+    in ms and the status codes seen. Not wrk's corrected percentiles."""
+    m = re.match(r"http://([\d.]+):(\d+)(/.*)", url)
+    host, port, path = m.group(1), int(m.group(2)), m.group(3)
+    samples, codes = [], {}
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    for _ in range(count):
+        t0 = time.perf_counter()
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            code = r.status
+        except (OSError, http.client.HTTPException):
+            code = 0
+            conn.close()
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+        samples.append((time.perf_counter() - t0) * 1000.0)
+        codes[code] = codes.get(code, 0) + 1
+        time.sleep(gap)
+    conn.close()
+    samples.sort()
+    return {
+        "p50": samples[len(samples) // 2],
+        "p99": samples[int(len(samples) * 0.99) - 1],
+        "max": samples[-1],
+        "codes": codes,
+        "count": count,
+    }

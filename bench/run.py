@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""The benchmark behind scripts/bench (Python 3 standard library only).
+
+Starts Debian's /usr/sbin/nginx with the module loaded (one worker) whose
+locations serve the same bills through the module and through stock nginx,
+drives each pair with wrk in alternating short rounds, and writes a Markdown
+table of module/stock ratios. See README.md, "Benchmark".
+
+Usage: run.py --module SO --make-bill EXE --out FILE.md
+Environment: BENCH_ROUNDS (auto: as many as BENCH_BUDGET allows, 8 to 16),
+BENCH_BUDGET (270 s for the whole run), BENCH_SECONDS (1), BENCH_CONNECTIONS
+(8), BENCH_MAX_STEAL (3, percent), BENCH_STALL (1000), BENCH_KEEP (keep the
+runtime folder).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import (ARCHIVE_SKIPPED, BILLS, BUDGET, HERE, MAX_REPEATS,
+                    MAX_ROUNDS, MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, SECONDS,
+                    STALL_BILL, STALL_COUNT, STALL_RESERVE, die, free_port,
+                    log)
+from measure import latency, read_json, rss_kib, wrk_round
+from report import render, summarize
+from servers import Nginx, fetch, main_conf, origin_conf
+
+
+# ---- rows --------------------------------------------------------------------
+
+class Row:
+    def __init__(self, key, title, a, b, target, archive=False,
+                 reference=False):
+        self.key = key
+        self.title = title
+        self.a = a                  # (instance name, url path, scheme)
+        self.b = b
+        self.target = target        # ratio both metrics must reach
+        self.archive = archive
+        self.reference = reference  # self-comparison: no target
+        self.rounds = []            # (A result, B result)
+        self.repeats = 0
+        self.skipped = None
+
+
+def rows_all():
+    i100, i1m, i5m = (BILLS[k][0] for k in ("100KB", "1MB", "5MB"))
+    return [
+        Row("self100k", "self-comparison: stock vs stock, root 100 KB",
+            ("main", f"/t/download/{i100}", "http"),
+            ("main", f"/s/download/{i100}", "http"), None, reference=True),
+        Row("self1m", "self-comparison: stock vs stock, root 1 MB",
+            ("main", f"/t/download/{i1m}", "http"),
+            ("main", f"/s/download/{i1m}", "http"), None, reference=True),
+        Row("health", "health: `dss_bill` vs `return 200;`",
+            ("main", "/m/healthcheck", "http"),
+            ("main", "/s/healthcheck", "http"), 0.97),
+        Row("root100k", "root 100 KB: module vs `alias`+`try_files`",
+            ("main", f"/m/download/{i100}", "http"),
+            ("main", f"/s/download/{i100}", "http"), 0.97),
+        Row("root1m", "root 1 MB",
+            ("main", f"/m/download/{i1m}", "http"),
+            ("main", f"/s/download/{i1m}", "http"), 0.97),
+        Row("root5m", "root 5 MB",
+            ("main", f"/m/download/{i5m}", "http"),
+            ("main", f"/s/download/{i5m}", "http"), 0.97),
+        Row("archive100k", "archive 100 KB: `dss_bill_upstream` vs "
+            "`proxy_pass` (keep-alive)",
+            ("main", f"/a/download/{i100}", "http"),
+            ("main", f"/p/download/{i100}", "http"), 1.0, archive=True),
+        Row("archive1m", "archive 1 MB",
+            ("main", f"/a/download/{i1m}", "http"),
+            ("main", f"/p/download/{i1m}", "http"), 1.0, archive=True),
+        Row("https100k", "HTTPS root 100 KB",
+            ("main", f"/m/download/{i100}", "https"),
+            ("main", f"/s/download/{i100}", "https"), 0.97),
+        Row("httpshealth", "HTTPS health",
+            ("main", "/m/healthcheck", "https"),
+            ("main", "/s/healthcheck", "https"), 0.97),
+        Row("loaded", "module loaded vs not loaded: `return 200;` health",
+            ("main", "/s/healthcheck", "http"),
+            ("bare", "/s/healthcheck", "http"), 0.97),
+    ]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.instances = {}
+        self.helpers = []
+        self.ports = {}
+        self.archive = False
+        self.archive_note = ""
+        self.stall = None
+        self.t_start = time.monotonic()
+
+    # -- setup --
+    def url(self, inst, path, scheme):
+        port = self.ports[f"{inst}_{scheme}"]
+        return f"{scheme}://127.0.0.1:{port}{path}"
+
+    def setup(self):
+        root = tempfile.mkdtemp(prefix="dss-bill-bench.")
+        os.chmod(root, 0o755)
+        self.root = root
+        d = {"root": root, "bills": os.path.join(root, "bills")}
+        self.d = d
+        for sub in ("bills", "logs", "temp"):
+            os.mkdir(os.path.join(root, sub))
+        os.chmod(d["bills"], 0o755)
+        for _, (bid, size) in BILLS.items():
+            subprocess.run([self.args.make_bill,
+                            os.path.join(d["bills"], bid + ".pdf"), bid,
+                            str(size)], check=True)
+        subprocess.run([self.args.make_bill,
+                        os.path.join(d["bills"], STALL_BILL + ".pdf"),
+                        STALL_BILL, str(1024 * 1024)], check=True)
+        for f in os.listdir(d["bills"]):
+            os.chmod(os.path.join(d["bills"], f), 0o644)
+        user_line = ""
+        if os.geteuid() == 0:
+            user_line = "user nobody nogroup;"
+            ok = subprocess.run(["runuser", "-u", "nobody", "--", "test",
+                                 "-r", os.path.join(d["bills"],
+                                                    STALL_BILL + ".pdf")])
+            if ok.returncode != 0:
+                die(f"user nobody cannot read {d['bills']}: make every "
+                    "folder above it world-traversable or set TMPDIR")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                        "-nodes", "-sha256", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1",
+                        "-keyout", f"{root}/key.pem", "-out",
+                        f"{root}/cert.pem"], check=True,
+                       capture_output=True)
+        for k in ("main_http", "main_https", "bare_http", "bare_https",
+                  "origin", "stall"):
+            self.ports[k] = free_port()
+
+        # The archive rows need dss_bill_upstream: ask nginx -t whether
+        # this build knows it, and fall back to the rows that do not.
+        main = Nginx("main", root, main_conf(d, self.ports, user_line,
+                                             self.args.module, archive=True))
+        ok, err = main.test()
+        if ok:
+            self.archive = True
+        else:
+            emerg = [ln for ln in err.splitlines() if "[emerg]" in ln]
+            first = (emerg or err.splitlines() or [""])[0].strip()
+            self.archive_note = f"{ARCHIVE_SKIPPED} (nginx -t: {first})"
+            log(self.archive_note)
+            main = Nginx("main", root, main_conf(d, self.ports, user_line,
+                                                 self.args.module))
+            ok, err = main.test()
+            if not ok:
+                die(f"nginx -t rejected the bench configuration:\n{err}")
+        self.instances["main"] = main
+        self.instances["bare"] = Nginx("bare", root, main_conf(
+            d, self.ports, user_line))
+        self.instances["origin"] = Nginx("origin", root, origin_conf(
+            d, self.ports["origin"], user_line))
+        self.instances["origin"].start(
+            f"http://127.0.0.1:{self.ports['origin']}/bills/"
+            f"{BILLS['100KB'][0]}")
+        self.start_stall_origin()
+        self.instances["bare"].start(self.url("bare", "/s/healthcheck",
+                                              "http"))
+        main.start(self.url("main", "/m/healthcheck", "http"))
+
+    def start_stall_origin(self):
+        status = os.path.join(self.root, "stall-origin.json")
+        p = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "stall.py"), "origin",
+             "--port", str(self.ports["stall"]), "--body",
+             os.path.join(self.d["bills"], STALL_BILL + ".pdf"),
+             "--send", "65536", "--match", STALL_BILL, "--status", status],
+            start_new_session=True)
+        self.helpers.append(p)
+        self.stall = (p, status)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(status):
+                return
+            time.sleep(0.05)
+        die("stall origin did not start")
+
+    def cleanup(self):
+        for p in self.helpers:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for inst in self.instances.values():
+            inst.stop()
+        if getattr(self, "root", None):
+            if os.environ.get("BENCH_KEEP"):
+                log(f"kept {self.root}")
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- checks --
+    def check(self, row):
+        """Both sides must answer 200 with the same body before we time
+        them: a fast 404 would be a lie."""
+        bodies = []
+        for inst, path, scheme in (row.a, row.b):
+            url = self.url(inst, path, scheme)
+            r = fetch(url)
+            if r is None or r[0] != 200:
+                die(f"{url} answered {r[0] if r else 'nothing'}, not 200")
+            status, headers, body = r
+            if "download" in path:
+                if not body.startswith(b"%PDF-") or \
+                        headers.get("content-length") != str(len(body)):
+                    die(f"{url}: not a complete PDF")
+            bodies.append(body)
+        if bodies[0] != bodies[1]:
+            die(f"{row.key}: the two sides answer different bodies")
+
+    # -- rows --
+    def plan(self, rows):
+        """Rounds per row: BENCH_ROUNDS, or as many as fit the budget."""
+        pair = 2 * (SECONDS + 0.15)
+        todo = [r for r in rows if not r.skipped]
+        left = BUDGET - (time.monotonic() - self.t_start) - STALL_RESERVE
+        if ROUNDS_ENV != "auto":
+            self.rounds = int(ROUNDS_ENV)
+        else:
+            fit = int(left / (len(todo) * pair))
+            self.rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, fit))
+        # Repeating a stolen round may use what is left of the budget.
+        self.deadline = (self.t_start + BUDGET - STALL_RESERVE)
+        self.pair_time = pair
+        log(f"{len(todo)} rows x {self.rounds} rounds x 2 x {SECONDS} s")
+
+    def run_row(self, row):
+        self.check(row)
+        a_url = self.url(*row.a)
+        b_url = self.url(*row.b)
+        a_pid = self.instances[row.a[0]].worker
+        b_pid = self.instances[row.b[0]].worker
+        for i in range(self.rounds):
+            for attempt in range(MAX_REPEATS + 1):
+                # A B in even rounds, B A in odd ones: drift during a pair
+                # favours neither side.
+                if i % 2 == 0:
+                    ra = wrk_round(a_url, a_pid)
+                    rb = wrk_round(b_url, b_pid)
+                else:
+                    rb = wrk_round(b_url, b_pid)
+                    ra = wrk_round(a_url, a_pid)
+                if max(ra["steal"], rb["steal"]) <= MAX_STEAL:
+                    break
+                pending = (self.rounds - i) + self.rows_left * self.rounds
+                if attempt < MAX_REPEATS and time.monotonic() + \
+                        pending * self.pair_time < self.deadline:
+                    row.repeats += 1
+                    log(f"{row.key} round {i + 1}: steal "
+                        f"{max(ra['steal'], rb['steal']):.1f}% > "
+                        f"{MAX_STEAL}%, repeating")
+            row.rounds.append((ra, rb))
+        s = summarize(row)
+        log(f"{row.key:12s} req/s {s['rps'][0]:.3f} "
+            f"[{s['rps'][1]:.3f}-{s['rps'][2]:.3f}]  CPU/req "
+            f"{s['cpu'][0]:.3f} [{s['cpu'][1]:.3f}-{s['cpu'][2]:.3f}]  "
+            f"({time.monotonic() - self.t_start:.0f}s)")
+
+    def warm_up(self):
+        for inst, path, scheme in (("main", "/m/healthcheck", "http"),
+                                   ("main", "/s/healthcheck", "http")):
+            wrk_round(self.url(inst, path, scheme),
+                      self.instances[inst].worker)
+
+    # -- stalled archive fetches --
+    def stall_test(self):
+        """1,000 downloads whose archive fetch stalls mid-body: the worker's
+        resident memory growth, and the health check's latency meanwhile."""
+        res = {}
+        main = self.instances["main"]
+        health_url = self.url("main", "/m/healthcheck", "http")
+        # Each measurement on a fresh worker: memory a worker has once
+        # grown to stays resident, and would hide the next one's growth.
+        main.restart(health_url)
+        res["baseline"] = latency(health_url)
+        # The proxy_pass reference runs even in builds without
+        # dss_bill_upstream, so the tools are known to work.
+        if self.archive:
+            res["module"] = self.stall_one(main, "/x", health_url)
+            main.restart(health_url)
+        res["proxy_pass"] = self.stall_one(main, "/y", health_url)
+        log("stall: " + json.dumps({k: {kk: vv for kk, vv in v.items()
+                                        if kk != "latency"}
+                                    for k, v in res.items()
+                                    if k != "baseline"}))
+        return res
+
+    def stall_one(self, main, prefix, health_url):
+        origin_p, origin_status = self.stall
+        before_origin = read_json(origin_status)
+        # A few requests through the worker, then the resident size before.
+        latency(health_url, count=50, gap=0)
+        rss0 = rss_kib(main.worker)
+        status = os.path.join(self.root, f"hold{prefix.strip('/')}.json")
+        hold = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "stall.py"), "hold",
+             "--port", str(self.ports["main_http"]), "--path",
+             f"{prefix}/download/{STALL_BILL}", "--count", str(STALL_COUNT),
+             "--status", status], start_new_session=True)
+        self.helpers.append(hold)
+        # Wait until every fetch has reached the origin and got its first
+        # part, or nothing has moved for 3 s (bounded: 20 s).
+        deadline = time.monotonic() + 20
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            o = read_json(origin_status)
+            n = o.get("matched", 0) - before_origin.get("matched", 0)
+            if n >= STALL_COUNT:
+                break
+            if n != last:
+                last, last_change = n, time.monotonic()
+            elif time.monotonic() - last_change > 3:
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)                 # let the partial bodies land
+        rss1 = rss_kib(main.worker)
+        lat = latency(health_url)
+        rss2 = rss_kib(main.worker)
+        o = read_json(origin_status)
+        h = read_json(status)
+        out = {
+            "reached_origin": o.get("matched", 0) - before_origin.get(
+                "matched", 0),
+            "origin_open": o.get("open", 0),
+            "clients_connected": h.get("connected", 0),
+            "clients_open": h.get("open", 0),
+            "client_bytes": h.get("bytes", 0),
+            "rss_before_kib": rss0,
+            "rss_during_kib": max(rss1, rss2),
+            "latency": lat,
+        }
+        hold.terminate()
+        hold.wait(timeout=10)
+        # Clients gone: their fetches should be cancelled (bounded wait).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            o = read_json(origin_status)
+            if o.get("open", 0) <= before_origin.get("open", 0):
+                break
+            time.sleep(0.1)
+        out["origin_open_after"] = o.get("open", 0) - before_origin.get(
+            "open", 0)
+        out["rss_after_kib"] = rss_kib(main.worker)
+        return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--module", required=True)
+    ap.add_argument("--make-bill", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    args.module = os.path.abspath(args.module)
+
+    bench = Bench(args)
+    bench.load_at_start = os.getloadavg()
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        bench.setup()
+        rows = rows_all()
+        for row in rows:
+            if row.archive and not bench.archive:
+                row.skipped = ARCHIVE_SKIPPED
+        bench.plan(rows)
+        bench.warm_up()
+        todo = [r for r in rows if not r.skipped]
+        for n, row in enumerate(todo):
+            bench.rows_left = len(todo) - n - 1
+            bench.run_row(row)
+        stall = bench.stall_test()
+        text = render(args, bench, rows, stall)
+    finally:
+        bench.cleanup()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

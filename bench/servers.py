@@ -1,0 +1,246 @@
+"""The nginx instances of a bench run: their configurations, start and
+stop, and a one-shot HTTP client for readiness and checks."""
+
+import http.client
+import os
+import re
+import signal
+import ssl
+import subprocess
+import time
+
+from common import NGINX, die
+
+
+# ---- nginx instances -------------------------------------------------------
+
+class Nginx:
+    """One nginx master (foreground, our child) with exactly one worker."""
+
+    def __init__(self, name, root, conf_text):
+        self.name = name
+        self.root = root
+        self.conf = os.path.join(root, f"{name}.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_text)
+        self.proc = None
+        self.worker = None
+
+    def args(self):
+        return [NGINX, "-p", self.root + "/", "-c", self.conf,
+                "-e", os.path.join(self.root, "logs", f"{self.name}.err")]
+
+    def test(self):
+        r = subprocess.run(self.args() + ["-t", "-q"], capture_output=True,
+                           text=True)
+        return r.returncode == 0, r.stderr.strip()
+
+    def start(self, ready_url):
+        with open(os.path.join(self.root, "logs", f"{self.name}.out"),
+                  "ab") as out:
+            self.proc = subprocess.Popen(self.args() + ["-g", "daemon off;"],
+                                         stdout=out, stderr=out,
+                                         stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if http_status(ready_url) == 200 and self.find_worker():
+                return
+            time.sleep(0.1)
+        tail = ""
+        for f in (f"{self.name}.out", f"{self.name}.err"):
+            try:
+                with open(os.path.join(self.root, "logs", f)) as fh:
+                    tail += fh.read()[-2000:]
+            except FileNotFoundError:
+                pass
+        die(f"nginx '{self.name}' did not become ready on {ready_url}:\n"
+            f"{tail}")
+
+    def find_worker(self):
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return False
+        if len(kids) != 1:
+            return False
+        self.worker = kids[0]
+        return True
+
+    def restart(self, ready_url):
+        self.stop()
+        self.start(ready_url)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()          # nginx: fast shutdown
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def http_status(url, cafile=None):
+    """Status of a GET, or 0; for readiness and checks."""
+    r = fetch(url, cafile)
+    return r[0] if r else 0
+
+
+def fetch(url, cafile=None):
+    """(status, headers dict lower-cased, body) of a GET, or None."""
+    m = re.match(r"(https?)://([\d.]+):(\d+)(/.*)", url)
+    scheme, host, port, path = m.group(1), m.group(2), int(m.group(3)), \
+        m.group(4)
+    try:
+        if scheme == "https":
+            ctx = ssl.create_default_context(cafile=cafile)
+            ctx.check_hostname = False
+            if cafile is None:
+                ctx.verify_mode = ssl.CERT_NONE
+            c = http.client.HTTPSConnection(host, port, timeout=5,
+                                            context=ctx)
+        else:
+            c = http.client.HTTPConnection(host, port, timeout=5)
+        c.request("GET", path, headers={"Accept": "application/pdf"})
+        resp = c.getresponse()
+        body = resp.read()
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        c.close()
+        return resp.status, headers, body
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+# ---- configuration ---------------------------------------------------------
+
+def main_conf(d, ports, user_line, module=None, archive=False):
+    """The measured nginx: module and stock locations side by side in the
+    same server blocks, so sendfile, tcp_nopush, keep-alive and TLS settings
+    are the same for both by construction. Without `module`, the same
+    configuration minus load_module and the dss_bill locations: the
+    "loaded vs not loaded" comparison."""
+    bills = d["bills"]
+    locations = f"""
+        # stock nginx: what one would write by hand
+        location = /s/healthcheck {{ return 200; }}
+        location /s/download/ {{
+            alias {bills}/;
+            try_files $uri.pdf =404;
+        }}
+        # a second, identical stock location: the self-comparison rows
+        location /t/download/ {{
+            alias {bills}/;
+            try_files $uri.pdf =404;
+        }}
+        # the archive (a second stock nginx) and the stalling origin through
+        # proxy_pass, keep-alive upstream connections
+        location /p/download/ {{
+            proxy_pass http://bench_origin/bills/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+        location /y/download/ {{
+            proxy_pass http://bench_stall/bills/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+"""
+    if module:
+        locations += f"""
+        # the module, same bills
+        location /m/ {{
+            dss_bill;
+            dss_bill_root {bills};
+        }}
+"""
+    if module and archive:
+        # The same two origins through the module's libcurl fetch; only in
+        # builds whose nginx -t knows dss_bill_upstream.
+        locations += f"""
+        location /a/ {{
+            dss_bill;
+            dss_bill_upstream http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id;
+        }}
+        # Stalled fetches must stay stalled while they are measured (the
+        # default whole-fetch timeout is 4 s, T4); the health check measured
+        # meanwhile is /m/'s, so this one probes nothing.
+        location /x/ {{
+            dss_bill;
+            dss_bill_upstream http://127.0.0.1:{ports['stall']}/bills/$dss_bill_id;
+            dss_bill_upstream_timeout 60s;
+            dss_bill_upstream_health_url off;
+        }}
+"""
+    name = "main" if module else "bare"
+    load = f"load_module {module};" if module else "# no load_module"
+    return f"""# written by bench/run.py
+{load}
+{user_line}
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid {d['root']}/{name}.pid;
+events {{ worker_connections 8192; }}
+http {{
+{common_http(d)}
+    upstream bench_origin {{
+        server 127.0.0.1:{ports['origin']};
+        keepalive 32;
+    }}
+    upstream bench_stall {{
+        server 127.0.0.1:{ports['stall']};
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{ports[name + '_http']};
+{locations}
+    }}
+    server {{
+        listen 127.0.0.1:{ports[name + '_https']} ssl;
+        ssl_certificate {d['root']}/cert.pem;
+        ssl_certificate_key {d['root']}/key.pem;
+{locations}
+    }}
+}}
+"""
+
+
+def common_http(d):
+    t = d["root"] + "/temp"
+    return f"""    access_log off;
+    types {{ application/pdf pdf; }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+    client_body_temp_path {t}/client;
+    proxy_temp_path {t}/proxy;
+    fastcgi_temp_path {t}/fastcgi;
+    uwsgi_temp_path {t}/uwsgi;
+    scgi_temp_path {t}/scgi;"""
+
+
+def origin_conf(d, port, user_line):
+    """The archive: a second stock nginx serving the same bills."""
+    return f"""# written by bench/run.py
+{user_line}
+worker_processes 1;
+pid {d['root']}/origin.pid;
+events {{ worker_connections 1024; }}
+http {{
+{common_http(d)}
+    server {{
+        listen 127.0.0.1:{port};
+        location /bills/ {{
+            alias {d['bills']}/;
+            try_files $uri.pdf =404;
+        }}
+    }}
+}}
+"""
