@@ -127,6 +127,16 @@ EOF
         return 1
     fi
     echo "ok: $label: $so loads into $nginx_bin"
+
+    # only what nginx's dlopen() looks up is exported (module/exports.map):
+    # nothing of ours can clash with another module's symbols
+    local exported
+    exported=$(nm -D --defined-only "$so" | awk '{print $3}' | sort | tr '\n' ' ')
+    if [ "$exported" != "ngx_module_names ngx_module_order ngx_modules " ]; then
+        echo "FAIL: $label: $so exports more than nginx needs: $exported" >&2
+        return 1
+    fi
+    echo "ok: $label: exports only ngx_modules, ngx_module_names, ngx_module_order"
 }
 
 # counts instead of stopping at the first failure: both verdicts are shown
