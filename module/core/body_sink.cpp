@@ -31,7 +31,10 @@ void BodySink::reset(size_t buffer_size, long long max_size,
     max_size_ = max_size;
     temp_dir_ = temp_dir;
     size_ = 0;
-    file_.reset();
+    spilled_ = false;
+    if (file_.valid() && file_dir_ != temp_dir) {
+        file_.reset(); // kept from a location with another temp path
+    }
     state_ = State::Ok;
     file_error_ = "";
 }
@@ -46,12 +49,12 @@ bool BodySink::write(const char *data, size_t size) {
         state_ = State::TooLarge;
         return false;
     }
-    if (!file_.valid() && size_ + size <= buffer_size_) {
+    if (!spilled_ && size_ + size <= buffer_size_) {
         std::memcpy(memory_.get() + size_, data, size);
         size_ += static_cast<long long>(size);
         return true;
     }
-    if (!file_.valid() && !spill()) {
+    if (!spilled_ && !spill()) {
         return false;
     }
     if (!write_file(data, size)) {
@@ -61,8 +64,14 @@ bool BodySink::write(const char *data, size_t size) {
     return true;
 }
 
-// Moves what memory holds into a new unnamed file in temp_dir.
+// Moves what memory holds into an unnamed file in temp_dir: the kept one,
+// or a new one.
 bool BodySink::spill() {
+    spilled_ = true;
+    if (file_.valid()) {
+        return write_file(reinterpret_cast<const char *>(memory_.get()),
+                          static_cast<size_t>(size_));
+    }
     int fd = ::open(temp_dir_, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
         // file systems without O_TMPFILE: a named file, unlinked at once
@@ -78,6 +87,7 @@ bool BodySink::spill() {
         return false;
     }
     file_.reset(fd);
+    file_dir_ = temp_dir_;
     return write_file(reinterpret_cast<const char *>(memory_.get()),
                       static_cast<size_t>(size_));
 }
@@ -106,7 +116,12 @@ std::string_view BodySink::head(size_t n) const {
 }
 
 void BodySink::clear() {
-    file_.reset();
+    // empty the file now, so an idle pooled sink holds no disk space
+    if (spilled_ && (::ftruncate(file_.get(), 0) != 0 ||
+                     ::lseek(file_.get(), 0, SEEK_SET) != 0)) {
+        file_.reset();
+    }
+    spilled_ = false;
     size_ = 0;
     state_ = State::Ok;
 }

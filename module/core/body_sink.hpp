@@ -2,6 +2,8 @@
 // budget. The first buffer_size bytes stay in memory; past that the whole
 // body moves to an unnamed temporary file, so memory per fetch is bounded
 // whatever the bill's size. Enforces the size limit while bytes arrive.
+// A pooled sink keeps its (emptied) file for the next body: creating and
+// dropping a file per bill costs more than the bill's own writes.
 
 #ifndef DSS_BILL_BODY_SINK_HPP
 #define DSS_BILL_BODY_SINK_HPP
@@ -54,7 +56,7 @@ class BodySink {
 
     State state() const { return state_; }
     long long size() const { return size_; }
-    bool in_file() const { return file_.valid(); }
+    bool in_file() const { return spilled_; }
     int fd() const { return file_.get(); }
     const unsigned char *memory() const { return memory_.get(); }
 
@@ -62,7 +64,8 @@ class BodySink {
     // spill).
     std::string_view head(size_t n) const;
 
-    // Closes the temporary file; the memory buffer stays for reuse.
+    // Empties the sink; the memory buffer and the (truncated) temporary
+    // file stay for reuse.
     void clear();
 
     // The reason of a FileError, for the log.
@@ -78,7 +81,9 @@ class BodySink {
     long long max_size_ = 0;
     const char *temp_dir_ = nullptr;
     long long size_ = 0;
+    bool spilled_ = false;
     UniqueFd file_;
+    const char *file_dir_ = nullptr; // where file_ was created
     State state_ = State::Ok;
     const char *file_error_ = "";
 };

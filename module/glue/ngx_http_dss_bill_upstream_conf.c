@@ -39,7 +39,7 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     ngx_conf_merge_msec_value(conf->upstream_timeout,
                               prev->upstream_timeout, 4000);
     ngx_conf_merge_size_value(conf->upstream_buffer_size,
-                              prev->upstream_buffer_size, 32 * 1024);
+                              prev->upstream_buffer_size, 16 * 1024);
     ngx_conf_merge_value(conf->upstream_redirects, prev->upstream_redirects,
                          0);
     ngx_conf_merge_value(conf->upstream_ssl_verify, prev->upstream_ssl_verify,

@@ -238,7 +238,7 @@ static void test_D3_archive_bill_is_complete_with_exact_length(void **state) {
 
 static void test_D3_large_bill_spills_to_a_temp_file(void **state) {
     (void)state;
-    /* 3 MB through the default 32k buffer, and 1k buffer for a small one */
+    /* 3 MB through the default 16k buffer, and 1k buffer for a small one */
     dss_response r = dss_get(&nginx, "/arch/download/big");
     assert_bill_equals_file(&r, dss_path(&archive, "bills/big.pdf"));
     dss_response_free(&r);
