@@ -36,7 +36,7 @@ from servers import Nginx, fetch, main_conf, origin_conf
 
 class Row:
     def __init__(self, key, title, a, b, target, archive=False,
-                 reference=False):
+                 reference=False, noise_ref="self100k"):
         self.key = key
         self.title = title
         self.a = a                  # (instance name, url path, scheme)
@@ -44,6 +44,7 @@ class Row:
         self.target = target        # ratio both metrics must reach
         self.archive = archive
         self.reference = reference  # self-comparison: no target
+        self.noise_ref = noise_ref  # the self-comparison row to read with
         self.rounds = []            # (A result, B result)
         self.repeats = 0
         self.skipped = None
@@ -66,17 +67,20 @@ def rows_all():
             ("main", f"/s/download/{i100}", "http"), 0.97),
         Row("root1m", "root 1 MB",
             ("main", f"/m/download/{i1m}", "http"),
-            ("main", f"/s/download/{i1m}", "http"), 0.97),
+            ("main", f"/s/download/{i1m}", "http"), 0.97,
+            noise_ref="self1m"),
         Row("root5m", "root 5 MB",
             ("main", f"/m/download/{i5m}", "http"),
-            ("main", f"/s/download/{i5m}", "http"), 0.97),
+            ("main", f"/s/download/{i5m}", "http"), 0.97,
+            noise_ref="self1m"),
         Row("archive100k", "archive 100 KB: `dss_bill_upstream` vs "
             "`proxy_pass` (keep-alive)",
             ("main", f"/a/download/{i100}", "http"),
             ("main", f"/p/download/{i100}", "http"), 1.0, archive=True),
         Row("archive1m", "archive 1 MB",
             ("main", f"/a/download/{i1m}", "http"),
-            ("main", f"/p/download/{i1m}", "http"), 1.0, archive=True),
+            ("main", f"/p/download/{i1m}", "http"), 1.0, archive=True,
+            noise_ref="self1m"),
         Row("https100k", "HTTPS root 100 KB",
             ("main", f"/m/download/{i100}", "https"),
             ("main", f"/s/download/{i100}", "https"), 0.97),
