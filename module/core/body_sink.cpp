@@ -12,6 +12,13 @@
 
 namespace dss_bill {
 
+namespace {
+
+// A temporary file up to this size is kept as it is for the next body.
+constexpr long long kKeepFileSize = 1024 * 1024;
+
+} // namespace
+
 void UniqueFd::reset(int fd) {
     if (fd_ >= 0) {
         ::close(fd_);
@@ -116,9 +123,12 @@ std::string_view BodySink::head(size_t n) const {
 }
 
 void BodySink::clear() {
-    // empty the file now, so an idle pooled sink holds no disk space
-    if (spilled_ && (::ftruncate(file_.get(), 0) != 0 ||
-                     ::lseek(file_.get(), 0, SEEK_SET) != 0)) {
+    // The next body overwrites this one from the start: pages already in the
+    // page cache are cheaper to overwrite than to free and allocate again.
+    // Only a large file is emptied, so an idle pooled sink holds little.
+    if (spilled_ &&
+        ((size_ > kKeepFileSize && ::ftruncate(file_.get(), 0) != 0) ||
+         ::lseek(file_.get(), 0, SEEK_SET) != 0)) {
         file_.reset();
     }
     spilled_ = false;
