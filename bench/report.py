@@ -115,7 +115,7 @@ def machine_lines(args, bench):
         f"- nginx: {nginx_v} (Debian, /usr/sbin/nginx), one worker; "
         f"wrk {wrk_v}, `-t1 -c{CONNECTIONS}`",
         f"- module: `{shown_path(args.module)}`, built from "
-        f"{module_source(args.module)}",
+        f"{bench.source}",
         "- both sides in the same server blocks: `sendfile on; tcp_nopush "
         "on; keepalive_requests 1000000; access_log off;`, TLS with a "
         "self-signed RSA-2048 certificate and nginx's default protocols "
@@ -145,7 +145,8 @@ def shown_path(path):
 
 
 def module_source(module):
-    """The commit the build folder's source tree is at, from CMakeCache."""
+    """The commit the build folder's source tree is at (from CMakeCache),
+    read when the run starts, just after scripts/bench built it."""
     src = None
     try:
         with open(os.path.join(os.path.dirname(module),

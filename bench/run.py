@@ -28,7 +28,7 @@ from common import (ARCHIVE_SKIPPED, BILLS, BUDGET, HERE, MAX_REPEATS,
                     STALL_BILL, STALL_COUNT, STALL_RESERVE, die, free_port,
                     log)
 from measure import latency, read_json, rss_kib, wrk_round
-from report import render, summarize
+from report import module_source, render, summarize
 from servers import Nginx, fetch, main_conf, origin_conf
 
 
@@ -376,6 +376,7 @@ def main():
 
     bench = Bench(args)
     bench.load_at_start = os.getloadavg()
+    bench.source = module_source(args.module)
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
