@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <new>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,17 +27,28 @@ void UniqueFd::reset(int fd) {
     fd_ = fd;
 }
 
+bool Memory::resize(size_t size) {
+    void *p = std::realloc(data_, size);
+    if (p == nullptr) {
+        return false;
+    }
+    data_ = static_cast<unsigned char *>(p);
+    size_ = size;
+    return true;
+}
+
 void BodySink::reset(size_t buffer_size, long long max_size,
-                     const char *temp_dir) {
+                     const char *temp_dir, MemoryBudget *budget) {
     // at least the signature must fit in memory
     buffer_size = std::max<size_t>(buffer_size, 16);
-    if (capacity_ < buffer_size) {
-        memory_.reset(new unsigned char[buffer_size]);
-        capacity_ = buffer_size;
+    if (memory_.size() < buffer_size && !memory_.resize(buffer_size)) {
+        throw std::bad_alloc();
     }
     buffer_size_ = buffer_size;
     max_size_ = max_size;
     temp_dir_ = temp_dir;
+    budget_ = budget;
+    reserved_ = 0;
     size_ = 0;
     spilled_ = false;
     if (file_.valid() && file_dir_ != temp_dir) {
@@ -56,8 +68,9 @@ bool BodySink::write(const char *data, size_t size) {
         state_ = State::TooLarge;
         return false;
     }
-    if (!spilled_ && size_ + size <= buffer_size_) {
-        std::memcpy(memory_.get() + size_, data, size);
+    size_t needed = static_cast<size_t>(size_) + size;
+    if (!spilled_ && (needed <= memory_.size() || grow(needed))) {
+        std::memcpy(memory_.data() + size_, data, size);
         size_ += static_cast<long long>(size);
         return true;
     }
@@ -71,13 +84,39 @@ bool BodySink::write(const char *data, size_t size) {
     return true;
 }
 
+// Doubles the memory towards needed if the worker's budget allows.
+bool BodySink::grow(size_t needed) {
+    if (budget_ == nullptr) {
+        return false;
+    }
+    size_t size = std::max(memory_.size() * 2, needed);
+    size = std::min(size, static_cast<size_t>(max_size_));
+    size_t beyond = size > buffer_size_ ? size - buffer_size_ : 0;
+    size_t more = beyond > reserved_ ? beyond - reserved_ : 0;
+    if (budget_->used + more > budget_->limit || !memory_.resize(size)) {
+        return false;
+    }
+    budget_->used += more;
+    reserved_ += more;
+    return true;
+}
+
+// Back to buffer_size (the first bytes stay), and the budget back too.
+void BodySink::shrink() {
+    if (reserved_ == 0) {
+        return;
+    }
+    (void)memory_.resize(buffer_size_); // a failed shrink keeps the block
+    budget_->used -= reserved_;
+    reserved_ = 0;
+}
+
 // Moves what memory holds into an unnamed file in temp_dir: the kept one,
 // or a new one.
 bool BodySink::spill() {
     spilled_ = true;
     if (file_.valid()) {
-        return write_file(reinterpret_cast<const char *>(memory_.get()),
-                          static_cast<size_t>(size_));
+        return write_memory();
     }
     int fd = ::open(temp_dir_, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
@@ -95,8 +134,16 @@ bool BodySink::spill() {
     }
     file_.reset(fd);
     file_dir_ = temp_dir_;
-    return write_file(reinterpret_cast<const char *>(memory_.get()),
-                      static_cast<size_t>(size_));
+    return write_memory();
+}
+
+// Writes what memory holds to the file, then returns the memory grown
+// beyond buffer_size to the budget.
+bool BodySink::write_memory() {
+    bool ok = write_file(reinterpret_cast<const char *>(memory_.data()),
+                         static_cast<size_t>(size_));
+    shrink();
+    return ok;
 }
 
 bool BodySink::write_file(const char *data, size_t size) {
@@ -119,7 +166,7 @@ bool BodySink::write_file(const char *data, size_t size) {
 std::string_view BodySink::head(size_t n) const {
     size_t available = std::min<size_t>(
         {n, buffer_size_, static_cast<size_t>(std::max<long long>(size_, 0))});
-    return {reinterpret_cast<const char *>(memory_.get()), available};
+    return {reinterpret_cast<const char *>(memory_.data()), available};
 }
 
 void BodySink::clear() {
@@ -131,6 +178,7 @@ void BodySink::clear() {
          ::lseek(file_.get(), 0, SEEK_SET) != 0)) {
         file_.reset();
     }
+    shrink();
     spilled_ = false;
     size_ = 0;
     state_ = State::Ok;

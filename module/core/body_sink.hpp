@@ -1,7 +1,10 @@
-// BodySink: collects an archive's response body within a fixed memory
-// budget. The first buffer_size bytes stay in memory; past that the whole
-// body moves to an unnamed temporary file, so memory per fetch is bounded
-// whatever the bill's size. Enforces the size limit while bytes arrive.
+// BodySink: collects an archive's response body within bounded memory.
+// Each body may hold buffer_size bytes in memory; beyond that it grows in
+// memory only while the worker's shared MemoryBudget allows, else the whole
+// body moves to an unnamed temporary file. So a few bills in flight stay in
+// memory (no file I/O), and a thousand stalled fetches cost at most
+// buffer_size each plus the budget. Enforces the size limit while bytes
+// arrive.
 // A pooled sink keeps its (emptied) file for the next body: creating and
 // dropping a file per bill costs more than the bill's own writes.
 
@@ -9,7 +12,7 @@
 #define DSS_BILL_BODY_SINK_HPP
 
 #include <cstddef>
-#include <memory>
+#include <cstdlib>
 #include <string_view>
 
 namespace dss_bill {
@@ -43,13 +46,43 @@ class UniqueFd {
     int fd_ = -1;
 };
 
+// Memory that the bodies of one worker may hold beyond their buffer_size.
+struct MemoryBudget {
+    size_t limit = 0;
+    size_t used = 0;
+};
+
+// A malloc'd block that can grow and shrink in place (realloc).
+class Memory {
+  public:
+    Memory() = default;
+    ~Memory() { std::free(data_); }
+    Memory(const Memory &) = delete;
+    Memory &operator=(const Memory &) = delete;
+
+    // false when out of memory; the block is unchanged then.
+    bool resize(size_t size);
+    unsigned char *data() const { return data_; }
+    size_t size() const { return size_; }
+
+  private:
+    unsigned char *data_ = nullptr;
+    size_t size_ = 0;
+};
+
 class BodySink {
   public:
     enum class State { Ok, TooLarge, FileError };
 
+    BodySink() = default;
+    BodySink(const BodySink &) = delete;
+    BodySink &operator=(const BodySink &) = delete;
+
     // Prepares for a new body; keeps the memory buffer when it is big
-    // enough already, so a pooled sink allocates nothing.
-    void reset(size_t buffer_size, long long max_size, const char *temp_dir);
+    // enough already, so a pooled sink allocates nothing. budget may be
+    // NULL (no growth beyond buffer_size).
+    void reset(size_t buffer_size, long long max_size, const char *temp_dir,
+               MemoryBudget *budget);
 
     // Appends bytes; false when the body must stop (state() says why).
     bool write(const char *data, size_t size);
@@ -58,26 +91,30 @@ class BodySink {
     long long size() const { return size_; }
     bool in_file() const { return spilled_; }
     int fd() const { return file_.get(); }
-    const unsigned char *memory() const { return memory_.get(); }
+    const unsigned char *memory() const { return memory_.data(); }
 
     // The first bytes, for the signature check (kept in memory even after a
     // spill).
     std::string_view head(size_t n) const;
 
-    // Empties the sink; the memory buffer and the (truncated) temporary
-    // file stay for reuse.
+    // Empties the sink and gives back what it took from the budget; the
+    // memory buffer and the temporary file stay for reuse.
     void clear();
 
     // The reason of a FileError, for the log.
     const char *file_error() const { return file_error_; }
 
   private:
+    bool grow(size_t needed);
+    void shrink();
     bool spill();
+    bool write_memory();
     bool write_file(const char *data, size_t size);
 
-    std::unique_ptr<unsigned char[]> memory_;
-    size_t capacity_ = 0;
+    Memory memory_;
     size_t buffer_size_ = 0;
+    MemoryBudget *budget_ = nullptr;
+    size_t reserved_ = 0; // taken from budget_
     long long max_size_ = 0;
     const char *temp_dir_ = nullptr;
     long long size_ = 0;

@@ -42,6 +42,7 @@ struct dss_bill_fetch_s {
 
 struct dss_bill_fetch_pool_s {
     size_t max_idle = 0;
+    dss_bill::MemoryBudget budget;
     std::vector<std::unique_ptr<dss_bill_fetch>> idle;
 };
 
@@ -190,12 +191,18 @@ dss_bill_outcome outcome_of_status(long status) {
 
 extern "C" {
 
-dss_bill_fetch_pool *dss_bill_fetch_pool_create(size_t max_idle) {
+dss_bill_fetch_pool *dss_bill_fetch_pool_create(size_t max_idle,
+                                                size_t memory_budget) {
     auto *pool = new (std::nothrow) dss_bill_fetch_pool;
     if (pool != nullptr) {
         pool->max_idle = max_idle;
+        pool->budget.limit = memory_budget;
     }
     return pool;
+}
+
+size_t dss_bill_fetch_pool_memory_used(const dss_bill_fetch_pool *pool) {
+    return pool->budget.used;
 }
 
 void dss_bill_fetch_pool_destroy(dss_bill_fetch_pool *pool) {
@@ -229,7 +236,7 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
         fetch->curl_error[0] = '\0';
         fetch->detail[0] = '\0';
         fetch->sink.reset(options->buffer_size, options->max_size,
-                          options->temp_dir);
+                          options->temp_dir, &pool->budget);
 
         if (!set_options(fetch.get(), *options, url, error)) {
             return nullptr;

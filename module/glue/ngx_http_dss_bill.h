@@ -57,6 +57,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                   healths;       /* ngx_http_dss_bill_health_t * */
     ngx_flag_t                    uses_curl;
+    size_t                        upstream_memory;   /* dss_bill_upstream_memory */
 } ngx_http_dss_bill_main_conf_t;
 
 
@@ -132,7 +133,8 @@ char *ngx_http_dss_bill_upstream_header(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
-ngx_int_t ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle,
+    size_t memory_budget);
 void ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_dss_bill_transfer_start(ngx_http_dss_bill_transfer_t *t,
     const dss_bill_upstream_options *options, const char *url,

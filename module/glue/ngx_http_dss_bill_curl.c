@@ -38,7 +38,7 @@ static ngx_http_dss_bill_curl_t  ngx_http_dss_bill_curl;
 
 
 ngx_int_t
-ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle)
+ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
 {
     CURLcode                   rc;
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
@@ -54,7 +54,7 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle)
     dc->log = cycle->log;
 
     dc->multi = curl_multi_init();
-    dc->pool = dss_bill_fetch_pool_create(64);
+    dc->pool = dss_bill_fetch_pool_create(64, memory_budget);
 
     if (dc->multi == NULL || dc->pool == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,

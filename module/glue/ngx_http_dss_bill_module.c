@@ -14,6 +14,7 @@
 
 static ngx_int_t ngx_http_dss_bill_add_variables(ngx_conf_t *cf);
 static void *ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_dss_bill_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -95,6 +96,13 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       ngx_http_dss_bill_upstream_url,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("dss_bill_upstream_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_main_conf_t, upstream_memory),
       NULL },
 
     { ngx_string("dss_bill_upstream_connect_timeout"),
@@ -190,7 +198,7 @@ static ngx_http_module_t  ngx_http_dss_bill_module_ctx = {
     NULL,                                  /* postconfiguration */
 
     ngx_http_dss_bill_create_main_conf,    /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_dss_bill_init_main_conf,      /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -288,7 +296,21 @@ ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    dmcf->upstream_memory = NGX_CONF_UNSET_SIZE;
+
     return dmcf;
+}
+
+
+static char *
+ngx_http_dss_bill_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_dss_bill_main_conf_t *dmcf = conf;
+
+    /* a few bills in flight stay in memory; a flood spills to files */
+    ngx_conf_init_size_value(dmcf->upstream_memory, 8 * 1024 * 1024);
+
+    return NGX_CONF_OK;
 }
 
 
@@ -441,7 +463,9 @@ ngx_http_dss_bill_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (dmcf->uses_curl && ngx_http_dss_bill_curl_init(cycle) != NGX_OK) {
+    if (dmcf->uses_curl
+        && ngx_http_dss_bill_curl_init(cycle, dmcf->upstream_memory) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -456,7 +456,7 @@ static void test_D6_transport_failures_map_to_500(void **state) {
         {CURLE_UNSUPPORTED_PROTOCOL, DSS_BILL_UPSTREAM_ERROR},
     };
     char err[128];
-    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(4);
+    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(4, 0);
     assert_non_null(pool);
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -481,7 +481,7 @@ static void test_D6_transport_failures_map_to_500(void **state) {
 static void test_fetch_pool_reuses_easy_handles(void **state) {
     (void)state;
     char err[128];
-    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(1);
+    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(1, 0);
     dss_bill_fetch *a = dss_bill_fetch_start(
         pool, &test_options, "http://127.0.0.1:1/a", 0, err, sizeof(err));
     void *easy = dss_bill_fetch_easy(a);
