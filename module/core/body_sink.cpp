@@ -47,8 +47,10 @@ void BodySink::reset(size_t buffer_size, long long max_size,
     buffer_size_ = buffer_size;
     max_size_ = max_size;
     temp_dir_ = temp_dir;
-    budget_ = budget;
-    reserved_ = 0;
+    if (budget_ != budget) {
+        shrink();
+        budget_ = budget;
+    }
     size_ = 0;
     spilled_ = false;
     if (file_.valid() && file_dir_ != temp_dir) {
@@ -103,7 +105,7 @@ bool BodySink::grow(size_t needed) {
 
 // Back to buffer_size (the first bytes stay), and the budget back too.
 void BodySink::shrink() {
-    if (reserved_ == 0) {
+    if (reserved_ == 0 || budget_ == nullptr) {
         return;
     }
     (void)memory_.resize(buffer_size_); // a failed shrink keeps the block
@@ -178,10 +180,15 @@ void BodySink::clear() {
          ::lseek(file_.get(), 0, SEEK_SET) != 0)) {
         file_.reset();
     }
-    shrink();
+    // grown memory stays, still counted in the budget: freeing and growing
+    // it again per bill costs page faults that dwarf the copy itself
     spilled_ = false;
     size_ = 0;
     state_ = State::Ok;
+}
+
+BodySink::~BodySink() {
+    shrink();
 }
 
 } // namespace dss_bill

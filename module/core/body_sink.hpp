@@ -75,6 +75,7 @@ class BodySink {
     enum class State { Ok, TooLarge, FileError };
 
     BodySink() = default;
+    ~BodySink();
     BodySink(const BodySink &) = delete;
     BodySink &operator=(const BodySink &) = delete;
 
@@ -97,8 +98,8 @@ class BodySink {
     // spill).
     std::string_view head(size_t n) const;
 
-    // Empties the sink and gives back what it took from the budget; the
-    // memory buffer and the temporary file stay for reuse.
+    // Empties the sink; its memory (grown memory stays counted in the
+    // budget) and its temporary file stay for reuse.
     void clear();
 
     // The reason of a FileError, for the log.
