@@ -201,10 +201,6 @@ dss_bill_fetch_pool *dss_bill_fetch_pool_create(size_t max_idle,
     return pool;
 }
 
-size_t dss_bill_fetch_pool_memory_used(const dss_bill_fetch_pool *pool) {
-    return pool->budget.used;
-}
-
 void dss_bill_fetch_pool_destroy(dss_bill_fetch_pool *pool) {
     delete pool;
 }

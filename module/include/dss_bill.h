@@ -192,16 +192,13 @@ typedef struct dss_bill_fetch_s dss_bill_fetch;
 /*
  * A per-worker pool of fetches: easy handles, buffers and temporary files
  * are reused. Bodies may grow in memory beyond their buffer_size while, all
- * together, they hold less than memory_budget bytes more; past that they
- * spill to temporary files.
+ * together (pooled fetches keep what they grew), they hold less than
+ * memory_budget bytes more; past that they spill to temporary files.
  */
 typedef struct dss_bill_fetch_pool_s dss_bill_fetch_pool;
 
 dss_bill_fetch_pool *dss_bill_fetch_pool_create(size_t max_idle,
                                                 size_t memory_budget);
-
-/* What the bodies in flight hold of the budget now. */
-size_t dss_bill_fetch_pool_memory_used(const dss_bill_fetch_pool *pool);
 void dss_bill_fetch_pool_destroy(dss_bill_fetch_pool *pool);
 
 /* Takes a fetch from the pool, set up for url (NUL-terminated). Returns NULL
