@@ -71,6 +71,7 @@ typedef struct {
 
     ngx_str_t                     root;          /* dss_bill_root, NUL-terminated */
     ngx_http_complex_value_t     *path;          /* dss_bill_path */
+    ngx_flag_t                    path_is_default;  /* $dss_bill_id.pdf */
     off_t                         max_size;      /* dss_bill_max_size */
     ngx_str_t                     id_chars;      /* dss_bill_id_chars */
     ngx_uint_t                    id_min_length; /* dss_bill_id_length */

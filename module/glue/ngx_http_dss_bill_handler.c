@@ -17,8 +17,8 @@ typedef struct {
 static ngx_int_t ngx_http_dss_bill_download(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id);
 static dss_bill_outcome ngx_http_dss_bill_open(ngx_http_request_t *r,
-    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_file_t *file,
-    ngx_err_t *err);
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id,
+    ngx_http_dss_bill_file_t *file, ngx_err_t *err);
 static ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id);
 
@@ -110,7 +110,7 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
     err = 0;
     ngx_str_null(&file.path);
 
-    outcome = ngx_http_dss_bill_open(r, dlcf, &file, &err);
+    outcome = ngx_http_dss_bill_open(r, dlcf, id, &file, &err);
 
     if (outcome == DSS_BILL_OK) {
         return ngx_http_dss_bill_send_file(r, &file, id);
@@ -139,10 +139,11 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
 
 static dss_bill_outcome
 ngx_http_dss_bill_open(ngx_http_request_t *r,
-    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_file_t *file,
-    ngx_err_t *err)
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id,
+    ngx_http_dss_bill_file_t *file, ngx_err_t *err)
 {
     u_char                     head[DSS_BILL_PDF_SIGNATURE_LEN];
+    u_char                     name[DSS_BILL_ID_LIMIT + sizeof(".pdf")], *p;
     size_t                     size;
     ssize_t                    n;
     ngx_str_t                  rel;
@@ -151,12 +152,24 @@ ngx_http_dss_bill_open(ngx_http_request_t *r,
     ngx_open_file_info_t      *of;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (ngx_http_complex_value(r, dlcf->path, &rel) != NGX_OK) {
+    if (dlcf->path_is_default) {
+        /* "$dss_bill_id.pdf" without the script engine (the common case);
+         * the id rule caps the id at DSS_BILL_ID_LIMIT */
+        p = ngx_cpymem(name, id->data, id->len);
+        p = ngx_cpymem(p, ".pdf", sizeof(".pdf") - 1);
+
+        rel.data = name;
+        rel.len = p - name;
+
+    } else if (ngx_http_complex_value(r, dlcf->path, &rel) != NGX_OK) {
         return DSS_BILL_INTERNAL_ERROR;
     }
 
     if (!dss_bill_relative_path_is_safe((const char *) rel.data, rel.len)) {
-        file->path = rel;
+        if (!dlcf->path_is_default) {
+            file->path = rel;   /* for the log; name[] is gone after return */
+        }
+
         return DSS_BILL_UNSAFE_PATH;
     }
 

@@ -400,6 +400,8 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (conf->path == NULL) {
+        conf->path_is_default = 1;
+
         conf->path = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
         if (conf->path == NULL) {
             return NGX_CONF_ERROR;
