@@ -13,8 +13,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 
 _dss_pids=()
-_dss_dirs=()
 _dss_cleanups=()
+
+# Every folder of a test lives in one root, created here in the test's own
+# shell: new_dir runs in $(...) subshells, where registering a folder for
+# the EXIT trap would be lost.
+_dss_root=$(mktemp -d "${TMPDIR:-/tmp}/dss-deploy.XXXXXX")
+chmod 755 "$_dss_root"
 
 # Runs a command at exit, before the processes are stopped (last added first).
 on_exit() {
@@ -23,7 +28,7 @@ on_exit() {
 
 # shellcheck disable=SC2317  # called from the EXIT trap
 _dss_cleanup() {
-    local status=$? cmd pid dir
+    local status=$? cmd pid log
     set +e
     for cmd in "${_dss_cleanups[@]}"; do
         eval "$cmd"
@@ -33,21 +38,17 @@ _dss_cleanup() {
     done
     if [ "$status" -ne 0 ] && [ "${DSS_KEEP_PREFIX:-0}" = 0 ]; then
         # A failure shows the error logs before they are removed.
-        for dir in "${_dss_dirs[@]}"; do
-            for log in "$dir"/logs/*error.log; do
-                [ -s "$log" ] || continue
-                echo "---- $log (last lines)" >&2
-                tail -n 15 "$log" >&2
-            done
+        for log in "$_dss_root"/*/logs/*error.log; do
+            [ -s "$log" ] || continue
+            echo "---- $log (last lines)" >&2
+            tail -n 15 "$log" >&2
         done
     fi
-    for dir in "${_dss_dirs[@]}"; do
-        if [ "${DSS_KEEP_PREFIX:-0}" = 0 ]; then
-            rm -rf -- "$dir"
-        else
-            echo "kept $dir" >&2
-        fi
-    done
+    if [ "${DSS_KEEP_PREFIX:-0}" = 0 ]; then
+        rm -rf -- "$_dss_root"
+    else
+        echo "kept $_dss_root" >&2
+    fi
     exit "$status"
 }
 trap _dss_cleanup EXIT
@@ -76,10 +77,9 @@ ok() {
 # when the tests run as root), removed at exit.
 new_dir() {
     local dir
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/dss-deploy.XXXXXX")
+    dir=$(mktemp -d "$_dss_root/dir.XXXXXX")
     chmod 755 "$dir"
     mkdir -p "$dir/logs" "$dir/temp"
-    _dss_dirs+=("$dir")
     echo "$dir"
 }
 
