@@ -33,7 +33,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "skipped: installing a package needs root"
     exit 77
 fi
-if dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q ' installed$'; then
+if dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep ' installed$' >/dev/null; then
     echo "skipped: $pkg is installed on this machine already; not touching it"
     exit 77
 fi
@@ -76,7 +76,9 @@ work=$(new_dir)
 dpkg-deb -x "$deb" "$work/root"
 depends_names=$(sed 's/([^)]*)//g; s/ //g' <<<"$depends" | tr ',|' '\n')
 for lib in $(objdump -p "$work/root$so" | awk '$1 == "NEEDED" {print $2}'); do
-    path=$(ldconfig -p | awk -v lib="$lib" '$1 == lib {print $NF; exit}')
+    # awk reads to the end: an early exit would make ldconfig die of SIGPIPE,
+    # and pipefail would end the test without a word
+    path=$(ldconfig -p | awk -v lib="$lib" '$1 == lib && !found {print $NF; found = 1}')
     [ -n "$path" ] || fail "$lib, needed by the module, is not on this machine"
     # dpkg knows the file by one of its names (merged /usr: /lib or /usr/lib).
     owner=""
