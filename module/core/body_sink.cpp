@@ -13,13 +13,6 @@
 
 namespace dss_bill {
 
-namespace {
-
-// A temporary file up to this size is kept as it is for the next body.
-constexpr long long kKeepFileSize = 1024 * 1024;
-
-} // namespace
-
 void UniqueFd::reset(int fd) {
     if (fd_ >= 0) {
         ::close(fd_);
@@ -53,9 +46,7 @@ void BodySink::reset(size_t buffer_size, long long max_size,
     }
     size_ = 0;
     spilled_ = false;
-    if (file_.valid() && file_dir_ != temp_dir) {
-        file_.reset(); // kept from a location with another temp path
-    }
+    file_.reset();
     state_ = State::Ok;
     file_error_ = "";
 }
@@ -113,13 +104,9 @@ void BodySink::shrink() {
     reserved_ = 0;
 }
 
-// Moves what memory holds into an unnamed file in temp_dir: the kept one,
-// or a new one.
+// Moves what memory holds into a new unnamed file in temp_dir.
 bool BodySink::spill() {
     spilled_ = true;
-    if (file_.valid()) {
-        return write_memory();
-    }
     int fd = ::open(temp_dir_, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
         // file systems without O_TMPFILE: a named file, unlinked at once
@@ -135,7 +122,6 @@ bool BodySink::spill() {
         return false;
     }
     file_.reset(fd);
-    file_dir_ = temp_dir_;
     return write_memory();
 }
 
@@ -165,21 +151,47 @@ bool BodySink::write_file(const char *data, size_t size) {
     return true;
 }
 
-std::string_view BodySink::head(size_t n) const {
-    size_t available = std::min<size_t>(
-        {n, buffer_size_, static_cast<size_t>(std::max<long long>(size_, 0))});
-    return {reinterpret_cast<const char *>(memory_.data()), available};
+bool BodySink::read_file(unsigned char *to, size_t size, long long offset) {
+    while (size > 0) {
+        ssize_t n = ::pread(file_.get(), to, size, offset);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            state_ = State::FileError;
+            file_error_ = n < 0 ? std::strerror(errno) : "short read";
+            return false;
+        }
+        to += n;
+        size -= static_cast<size_t>(n);
+        offset += n;
+    }
+    return true;
+}
+
+dss_bill_outcome BodySink::verdict(dss_bill_pdf_check check) {
+    const long long tail_offset = dss_bill_pdf_tail_offset(size_);
+    const size_t tail_len = static_cast<size_t>(size_ - tail_offset);
+    const size_t head_len = static_cast<size_t>(
+        std::min<long long>(size_, DSS_BILL_PDF_SIGNATURE_LEN));
+
+    if (!spilled_) {
+        const unsigned char *body = memory_.data();
+        return dss_bill_pdf_verdict(check, size_, body, head_len,
+                                    body + tail_offset, tail_len);
+    }
+    unsigned char head[DSS_BILL_PDF_SIGNATURE_LEN];
+    unsigned char tail[DSS_BILL_PDF_TAIL_LEN];
+    if (!read_file(head, head_len, 0) ||
+        !read_file(tail, tail_len, tail_offset)) {
+        return DSS_BILL_TEMP_FILE_ERROR;
+    }
+    return dss_bill_pdf_verdict(check, size_, head, head_len, tail, tail_len);
 }
 
 void BodySink::clear() {
-    // The next body overwrites this one from the start: pages already in the
-    // page cache are cheaper to overwrite than to free and allocate again.
-    // Only a large file is emptied, so an idle pooled sink holds little.
-    if (spilled_ &&
-        ((size_ > kKeepFileSize && ::ftruncate(file_.get(), 0) != 0) ||
-         ::lseek(file_.get(), 0, SEEK_SET) != 0)) {
-        file_.reset();
-    }
+    // the socket may still send this file's pages: never write it again
+    file_.reset();
     // grown memory stays, still counted in the budget: freeing and growing
     // it again per bill costs page faults that dwarf the copy itself
     spilled_ = false;

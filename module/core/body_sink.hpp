@@ -5,15 +5,18 @@
 // memory (no file I/O), and a thousand stalled fetches cost at most
 // buffer_size each plus the budget. Enforces the size limit while bytes
 // arrive.
-// A pooled sink keeps its (emptied) file for the next body: creating and
-// dropping a file per bill costs more than the bill's own writes.
+// A pooled sink keeps its memory for the next body, never its file: once
+// nginx has handed a file to sendfile, the socket still references the
+// file's pages, and overwriting them would change what that client
+// receives (D9). Each spilled body gets a new unnamed file.
 
 #ifndef DSS_BILL_BODY_SINK_HPP
 #define DSS_BILL_BODY_SINK_HPP
 
+#include "dss_bill.h"
+
 #include <cstddef>
 #include <cstdlib>
-#include <string_view>
 
 namespace dss_bill {
 
@@ -94,12 +97,13 @@ class BodySink {
     int fd() const { return file_.get(); }
     const unsigned char *memory() const { return memory_.data(); }
 
-    // The first bytes, for the signature check (kept in memory even after a
-    // spill).
-    std::string_view head(size_t n) const;
+    // D8: the verdict on the body as stored (memory or file), never on a
+    // copy taken on the way; a file that cannot be read back is a
+    // FileError.
+    dss_bill_outcome verdict(dss_bill_pdf_check check);
 
-    // Empties the sink; its memory (grown memory stays counted in the
-    // budget) and its temporary file stay for reuse.
+    // Empties the sink and closes its temporary file; its memory (grown
+    // memory stays counted in the budget) stays for reuse.
     void clear();
 
     // The reason of a FileError, for the log.
@@ -111,6 +115,7 @@ class BodySink {
     bool spill();
     bool write_memory();
     bool write_file(const char *data, size_t size);
+    bool read_file(unsigned char *to, size_t size, long long offset);
 
     Memory memory_;
     size_t buffer_size_ = 0;
@@ -121,7 +126,6 @@ class BodySink {
     long long size_ = 0;
     bool spilled_ = false;
     UniqueFd file_;
-    const char *file_dir_ = nullptr; // where file_ was created
     State state_ = State::Ok;
     const char *file_error_ = "";
 };

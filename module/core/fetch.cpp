@@ -9,8 +9,10 @@
 #include <curl/curl.h>
 
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <new>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -27,13 +29,29 @@ using HeaderList = std::unique_ptr<curl_slist, SlistDeleter>;
 
 } // namespace
 
+// How the archive framed its answer's body (D8): anything ambiguous is
+// refused, since the two readings would give two different bills.
+struct Framing {
+    int content_lengths = 0;
+    bool chunked = false;
+
+    bool ambiguous() const {
+        return content_lengths > 1 || (chunked && content_lengths > 0);
+    }
+};
+
 struct dss_bill_fetch_s {
     dss_bill_fetch_pool *pool = nullptr;
     EasyHandle easy;
     HeaderList headers;
     dss_bill::BodySink sink;
+    const dss_bill_upstream_options *options = nullptr;
+    const char *url = nullptr; // as configured: its origin gets the headers
+    long redirects = 0;
     bool probe = false;
     bool stopped_on_status = false;
+    bool failed = false;       // a callback failed (out of memory)
+    Framing framing;
     size_t discarded = 0;
     long status = 0;
     char curl_error[CURL_ERROR_SIZE] = {};
@@ -51,10 +69,8 @@ namespace {
 // An error page larger than this is not worth a connection's reuse.
 constexpr size_t kMaxDiscard = 64 * 1024;
 
-size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
-    auto *fetch = static_cast<dss_bill_fetch *>(userdata);
-    size_t n = size * nmemb;
-
+// libcurl calls these from C: nothing may throw out of them.
+size_t write_body(dss_bill_fetch *fetch, char *data, size_t n) {
     // D6: a body that is not a 200's is never a bill. A small one is read
     // and dropped so the connection can be reused; a large one is cut off.
     long status = 0;
@@ -70,6 +86,51 @@ size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     return fetch->sink.write(data, n) ? n : 0;
 }
 
+size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) noexcept {
+    auto *fetch = static_cast<dss_bill_fetch *>(userdata);
+    try {
+        return write_body(fetch, data, size * nmemb);
+    } catch (...) {
+        fetch->failed = true;
+        return 0;
+    }
+}
+
+bool header_is(std::string_view line, std::string_view name) {
+    if (line.size() <= name.size() || line[name.size()] != ':') {
+        return false;
+    }
+    for (size_t i = 0; i < name.size(); ++i) {
+        char c = line[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = static_cast<char>(c - 'A' + 'a');
+        }
+        if (c != name[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Counts the framing headers of each response (a new status line, after a
+// 1xx or a redirect, starts afresh) and stops a transfer whose framing is
+// ambiguous: its connection cannot be trusted with the next request either.
+size_t on_header(char *data, size_t size, size_t nmemb,
+                 void *userdata) noexcept {
+    auto *fetch = static_cast<dss_bill_fetch *>(userdata);
+    size_t n = size * nmemb;
+    std::string_view line(data, n);
+
+    if (line.substr(0, 5) == "HTTP/") {
+        fetch->framing = Framing{};
+    } else if (header_is(line, "content-length")) {
+        fetch->framing.content_lengths++;
+    } else if (header_is(line, "transfer-encoding")) {
+        fetch->framing.chunked = true;
+    }
+    return fetch->framing.ambiguous() ? 0 : n;
+}
+
 bool set_options(dss_bill_fetch *fetch,
                  const dss_bill_upstream_options &options, const char *url,
                  dss_bill::ErrorText &error) {
@@ -83,12 +144,14 @@ bool set_options(dss_bill_fetch *fetch,
 
     set(curl_easy_setopt(easy, CURLOPT_URL, url));
     // only the web: no file://, ldap:// or the like, whatever a variable
-    // in the URL turns out to be
+    // in the URL or a redirect turns out to be
     set(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https"));
-    set(curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"));
-    set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION,
-                         options.max_redirects > 0 ? 1L : 0L));
-    set(curl_easy_setopt(easy, CURLOPT_MAXREDIRS, options.max_redirects));
+    // redirects are followed here, not by libcurl, which would send the
+    // archive's headers to any host (D9): dss_bill_fetch_redirected()
+    set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L));
+    // T5: a transfer removed while its name lookup runs lets the resolver
+    // thread go instead of joining it (which blocks the worker)
+    set(curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L));
     set(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                          options.connect_timeout_ms));
     set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, options.timeout_ms));
@@ -100,6 +163,8 @@ bool set_options(dss_bill_fetch *fetch,
     set(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, fetch->curl_error));
     set(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body));
     set(curl_easy_setopt(easy, CURLOPT_WRITEDATA, fetch));
+    set(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header));
+    set(curl_easy_setopt(easy, CURLOPT_HEADERDATA, fetch));
     set(curl_easy_setopt(easy, CURLOPT_USERAGENT, "ngx_http_dss_bill_module"));
 
     set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER,
@@ -225,8 +290,13 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
             }
         }
         fetch->pool = pool;
+        fetch->options = options;
+        fetch->url = url;
+        fetch->redirects = 0;
         fetch->probe = probe != 0;
+        fetch->failed = false;
         fetch->stopped_on_status = false;
+        fetch->framing = Framing{};
         fetch->discarded = 0;
         fetch->status = 0;
         fetch->curl_error[0] = '\0';
@@ -238,7 +308,7 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
             return nullptr;
         }
         return fetch.release();
-    } catch (const std::bad_alloc &) {
+    } catch (...) { // nothing crosses into C (std::bad_alloc in practice)
         error.set("out of memory");
         return nullptr;
     }
@@ -248,23 +318,66 @@ void *dss_bill_fetch_easy(dss_bill_fetch *fetch) {
     return fetch->easy.get();
 }
 
+int dss_bill_fetch_redirected(dss_bill_fetch *fetch, int result) {
+    CURL *easy = fetch->easy.get();
+    long status = 0;
+    char *target = nullptr;
+
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (result != CURLE_OK || fetch->probe || fetch->failed ||
+        fetch->stopped_on_status || status < 300 || status >= 400 ||
+        fetch->redirects >= fetch->options->max_redirects ||
+        curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &target) != CURLE_OK ||
+        target == nullptr) {
+        return 0;
+    }
+
+    // D9: the archive's headers and credentials stay with its origin; once
+    // a redirect has left it, they stay dropped for the rest of the chain
+    bool same_origin = dss_bill_same_origin(fetch->url, target) != 0;
+
+    // libcurl copies the URL before it frees the string target points into
+    if (curl_easy_setopt(easy, CURLOPT_URL, target) != CURLE_OK) {
+        return 0;
+    }
+    if (!same_origin) {
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);
+        curl_easy_setopt(easy, CURLOPT_USERPWD, nullptr);
+        curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_NONE);
+        fetch->headers.reset();
+    }
+    fetch->redirects++;
+    fetch->discarded = 0;
+    fetch->framing = Framing{};
+    return 1;
+}
+
 dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
     auto code = static_cast<CURLcode>(result);
     curl_easy_getinfo(fetch->easy.get(), CURLINFO_RESPONSE_CODE,
                       &fetch->status);
     const long status = fetch->status;
-    dss_bill_outcome outcome;
 
+    if (fetch->failed) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "out of memory while receiving");
+        return DSS_BILL_INTERNAL_ERROR;
+    }
     if (fetch->sink.state() == dss_bill::BodySink::State::TooLarge) {
-        outcome = DSS_BILL_TOO_LARGE; // D4, found while the body arrived
         std::snprintf(fetch->detail, sizeof(fetch->detail),
                       "more than %lld bytes", fetch->sink.size());
-        return outcome;
+        return DSS_BILL_TOO_LARGE; // D4, found while the body arrived
     }
     if (fetch->sink.state() == dss_bill::BodySink::State::FileError) {
         std::snprintf(fetch->detail, sizeof(fetch->detail),
                       "temporary file: %s", fetch->sink.file_error());
         return DSS_BILL_TEMP_FILE_ERROR;
+    }
+    if (fetch->framing.ambiguous()) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "%d Content-Length headers%s", fetch->framing.content_lengths,
+                      fetch->framing.chunked ? " and chunked" : "");
+        return DSS_BILL_UPSTREAM_FRAMING; // D8
     }
     if (fetch->stopped_on_status ||
         (code == CURLE_OK && (status != 200 || fetch->probe))) {
@@ -280,19 +393,17 @@ dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
         return outcome_of_curl(code);
     }
 
-    // a complete 200: the body must be a PDF (D8)
-    std::snprintf(fetch->detail, sizeof(fetch->detail),
-                  "archive answered 200 with %lld bytes", fetch->sink.size());
-    if (fetch->sink.size() == 0) {
-        return DSS_BILL_EMPTY;
+    // a complete 200: the body must be a (complete) PDF (D8)
+    dss_bill_outcome outcome = fetch->sink.verdict(fetch->options->pdf_check);
+    if (outcome == DSS_BILL_TEMP_FILE_ERROR) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "temporary file: %s", fetch->sink.file_error());
+    } else {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "archive answered 200 with %lld bytes",
+                      fetch->sink.size());
     }
-    std::string_view head = fetch->sink.head(DSS_BILL_PDF_SIGNATURE_LEN);
-    if (!dss_bill_is_pdf_signature(
-            reinterpret_cast<const unsigned char *>(head.data()),
-            head.size())) {
-        return DSS_BILL_NOT_PDF;
-    }
-    return DSS_BILL_OK;
+    return outcome;
 }
 
 long dss_bill_fetch_status(const dss_bill_fetch *fetch) {
@@ -321,7 +432,7 @@ void dss_bill_fetch_release(dss_bill_fetch *fetch) {
     }
     try {
         pool->idle.push_back(std::move(owned));
-    } catch (const std::bad_alloc &) {
+    } catch (...) {
         // the fetch is destroyed instead of pooled
     }
 }

@@ -33,6 +33,8 @@ constexpr OutcomeInfo kOutcomes[] = {
     {DSS_BILL_TOO_LARGE,        500, DSS_BILL_SEVERITY_ERROR,     "bill exceeds dss_bill_max_size"},
     // D8: a 200 only for a body that starts with %PDF-
     {DSS_BILL_NOT_PDF,          500, DSS_BILL_SEVERITY_ERROR,     "bill is not a PDF (no %PDF- signature)"},
+    // D8: ... and, unless dss_bill_pdf_check signature, ends like a PDF
+    {DSS_BILL_INCOMPLETE_PDF,   500, DSS_BILL_SEVERITY_ERROR,     "bill is not a complete PDF (no %%EOF in its last 1024 bytes)"},
     // the archive source (dss_bill_upstream): D5 for its "no such bill",
     // D6 for everything else
     {DSS_BILL_UPSTREAM_NOT_FOUND, 404, DSS_BILL_SEVERITY_NOT_FOUND, "archive has no such bill"},
@@ -43,6 +45,7 @@ constexpr OutcomeInfo kOutcomes[] = {
     {DSS_BILL_UPSTREAM_RESOLVE,   500, DSS_BILL_SEVERITY_ERROR,     "cannot resolve the archive's host"},
     {DSS_BILL_UPSTREAM_TLS,       500, DSS_BILL_SEVERITY_ERROR,     "TLS with the archive failed"},
     {DSS_BILL_UPSTREAM_TRUNCATED, 500, DSS_BILL_SEVERITY_ERROR,     "archive connection broke before the body was complete"},
+    {DSS_BILL_UPSTREAM_FRAMING,   500, DSS_BILL_SEVERITY_ERROR,     "archive response framing is ambiguous"},
     {DSS_BILL_UPSTREAM_ERROR,     500, DSS_BILL_SEVERITY_ERROR,     "archive fetch failed"},
     {DSS_BILL_TEMP_FILE_ERROR,    500, DSS_BILL_SEVERITY_CRIT,      "cannot buffer the bill in a temporary file"},
     // last: what an unknown outcome maps to

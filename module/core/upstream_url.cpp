@@ -4,7 +4,10 @@
 #include "dss_bill.h"
 #include "error_text.hpp"
 
+#include <curl/curl.h>
+
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 namespace {
@@ -39,6 +42,41 @@ size_t scheme_length(std::string_view url) {
 std::string_view authority(std::string_view url, size_t scheme_len) {
     std::string_view rest = url.substr(scheme_len);
     return rest.substr(0, rest.find_first_of("/?#"));
+}
+
+struct UrlDeleter {
+    void operator()(CURLU *url) const { curl_url_cleanup(url); }
+};
+using Url = std::unique_ptr<CURLU, UrlDeleter>;
+
+struct CurlStringDeleter {
+    void operator()(char *s) const { curl_free(s); }
+};
+using CurlString = std::unique_ptr<char, CurlStringDeleter>;
+
+// One part of a parsed URL, or null when absent.
+CurlString url_part(CURLU *url, CURLUPart what, unsigned int flags) {
+    char *part = nullptr;
+    if (curl_url_get(url, what, &part, flags) != CURLUE_OK) {
+        return nullptr;
+    }
+    return CurlString(part);
+}
+
+char lower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool equal_nocase(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (lower(a[i]) != lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
 }
 
 } // namespace
@@ -86,6 +124,23 @@ size_t dss_bill_upstream_url_base(const char *url, size_t url_len, char *out,
     out[len - 1] = '/';
     out[len] = '\0';
     return len;
+}
+
+int dss_bill_same_origin(const char *a, const char *b) {
+    Url ua(curl_url()), ub(curl_url());
+    if (!ua || !ub || curl_url_set(ua.get(), CURLUPART_URL, a, 0) != CURLUE_OK ||
+        curl_url_set(ub.get(), CURLUPART_URL, b, 0) != CURLUE_OK) {
+        return 0;
+    }
+    for (CURLUPart part : {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT}) {
+        CurlString pa = url_part(ua.get(), part, CURLU_DEFAULT_PORT);
+        CurlString pb = url_part(ub.get(), part, CURLU_DEFAULT_PORT);
+        // host names compare case-insensitively
+        if (!pa || !pb || !equal_nocase(pa.get(), pb.get())) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 } // extern "C"

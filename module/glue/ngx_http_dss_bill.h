@@ -30,7 +30,9 @@ struct ngx_http_dss_bill_transfer_s {
     dss_bill_fetch                      *fetch;
     ngx_http_dss_bill_transfer_done_pt   done;
     void                                *data;
-    unsigned                             active:1;
+    ngx_queue_t                          queue;     /* while failing */
+    unsigned                             active:1;  /* in the multi handle */
+    unsigned                             failing:1;
 };
 
 
@@ -73,6 +75,7 @@ typedef struct {
     ngx_http_complex_value_t     *path;          /* dss_bill_path */
     ngx_flag_t                    path_is_default;  /* $dss_bill_id.pdf */
     off_t                         max_size;      /* dss_bill_max_size */
+    ngx_uint_t                    pdf_check;     /* dss_bill_pdf_check */
     ngx_str_t                     id_chars;      /* dss_bill_id_chars */
     ngx_uint_t                    id_min_length; /* dss_bill_id_length */
     ngx_uint_t                    id_max_length;
@@ -140,6 +143,7 @@ void ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_dss_bill_transfer_start(ngx_http_dss_bill_transfer_t *t,
     const dss_bill_upstream_options *options, const char *url,
     ngx_uint_t probe, ngx_log_t *log);
+void ngx_http_dss_bill_transfer_stop(ngx_http_dss_bill_transfer_t *t);
 void ngx_http_dss_bill_transfer_cancel(ngx_http_dss_bill_transfer_t *t);
 void ngx_http_dss_bill_transfer_release(ngx_http_dss_bill_transfer_t *t);
 

@@ -4,6 +4,12 @@
  * by the multi-socket API. curl's sockets become nginx connections with
  * level-triggered read/write events (curl does not promise to read until
  * EAGAIN), curl's timer an nginx timer. Nothing here blocks.
+ *
+ * The archive connections are opened and closed through callbacks, so each
+ * has its nginx connection for its whole life: while curl keeps one idle
+ * for reuse, it is watched, and one that turns readable (a late or
+ * unsolicited answer) is closed before it can carry another request (D9),
+ * as nginx's keepalive module does for its cached upstream connections.
  */
 
 
@@ -18,9 +24,26 @@ typedef struct {
     dss_bill_fetch_pool    *pool;
     ngx_event_t             timer;
     ngx_log_t              *log;
+
+    /* transfers failed outside libcurl (no connection to watch a socket) */
+    ngx_event_t             fail;
+    ngx_queue_t             failing;
+
+    /* the archive connections, indexed by descriptor */
+    ngx_connection_t      **sockets;
+    ngx_uint_t              nsockets;
+
+    /* a socket whose peer is gone: put in place of a poisoned connection */
+    ngx_socket_t            dead;
 } ngx_http_dss_bill_curl_t;
 
 
+static curl_socket_t ngx_http_dss_bill_curl_open(void *clientp,
+    curlsocktype purpose, struct curl_sockaddr *address);
+static int ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s);
+static ngx_int_t ngx_http_dss_bill_curl_register(ngx_socket_t s,
+    ngx_connection_t *c);
+static ngx_connection_t *ngx_http_dss_bill_curl_lookup(curl_socket_t s);
 static int ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_dss_bill_curl_timer(CURLM *multi, long timeout_ms,
@@ -30,7 +53,11 @@ static void ngx_http_dss_bill_curl_timeout(ngx_event_t *ev);
 static void ngx_http_dss_bill_curl_act(curl_socket_t s, int action);
 static void ngx_http_dss_bill_curl_drain(void);
 static void ngx_http_dss_bill_curl_watch(ngx_connection_t *c, int what);
+static void ngx_http_dss_bill_curl_idle(ngx_connection_t *c);
+static void ngx_http_dss_bill_curl_idle_readable(ngx_event_t *rev);
 static void ngx_http_dss_bill_curl_unwatch(ngx_connection_t *c);
+static void ngx_http_dss_bill_curl_fail(ngx_http_dss_bill_transfer_t *t);
+static void ngx_http_dss_bill_curl_fail_handler(ngx_event_t *ev);
 
 
 /* per worker: created after the fork, gone at exit */
@@ -40,7 +67,9 @@ static ngx_http_dss_bill_curl_t  ngx_http_dss_bill_curl;
 ngx_int_t
 ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
 {
+    int                        pair[2];
     CURLcode                   rc;
+    CURLMcode                  mrc;
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
     rc = curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -52,6 +81,17 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
     }
 
     dc->log = cycle->log;
+    dc->dead = (ngx_socket_t) -1;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, pair) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
+                      "dss_bill: socketpair() failed");
+        return NGX_ERROR;
+    }
+
+    /* reads on the kept end see the end of the stream, forever */
+    close(pair[1]);
+    dc->dead = pair[0];
 
     dc->multi = curl_multi_init();
     dc->pool = dss_bill_fetch_pool_create(64, memory_budget);
@@ -62,10 +102,19 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
         return NGX_ERROR;
     }
 
-    curl_multi_setopt(dc->multi, CURLMOPT_SOCKETFUNCTION,
-                      ngx_http_dss_bill_curl_socket);
-    curl_multi_setopt(dc->multi, CURLMOPT_TIMERFUNCTION,
-                      ngx_http_dss_bill_curl_timer);
+    mrc = curl_multi_setopt(dc->multi, CURLMOPT_SOCKETFUNCTION,
+                            ngx_http_dss_bill_curl_socket);
+    if (mrc == CURLM_OK) {
+        mrc = curl_multi_setopt(dc->multi, CURLMOPT_TIMERFUNCTION,
+                                ngx_http_dss_bill_curl_timer);
+    }
+
+    if (mrc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "dss_bill: curl_multi_setopt() failed: %s",
+                      curl_multi_strerror(mrc));
+        return NGX_ERROR;
+    }
 
     dc->timer.handler = ngx_http_dss_bill_curl_timeout;
     dc->timer.log = cycle->log;
@@ -73,6 +122,12 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
 
     /* requests in flight hold the worker with their own watchdogs */
     dc->timer.cancelable = 1;
+
+    dc->fail.handler = ngx_http_dss_bill_curl_fail_handler;
+    dc->fail.log = cycle->log;
+    dc->fail.data = dc;
+
+    ngx_queue_init(&dc->failing);
 
     return NGX_OK;
 }
@@ -95,13 +150,28 @@ ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle)
         ngx_delete_posted_event(&dc->timer);
     }
 
-    /* closes the cached connections, handing their sockets back first */
+    if (dc->fail.posted) {
+        ngx_delete_posted_event(&dc->fail);
+    }
+
+    /* closes the cached connections through ngx_http_dss_bill_curl_close() */
     curl_multi_cleanup(dc->multi);
     dc->multi = NULL;
     ERR_clear_error();
 
     dss_bill_fetch_pool_destroy(dc->pool);
     dc->pool = NULL;
+
+    if (dc->sockets) {
+        ngx_free(dc->sockets);
+        dc->sockets = NULL;
+        dc->nsockets = 0;
+    }
+
+    if (dc->dead != (ngx_socket_t) -1) {
+        close(dc->dead);
+        dc->dead = (ngx_socket_t) -1;
+    }
 
     curl_global_cleanup();
 }
@@ -114,7 +184,8 @@ ngx_http_dss_bill_transfer_start(ngx_http_dss_bill_transfer_t *t,
 {
     char                       err[NGX_HTTP_DSS_BILL_REASON_LEN];
     CURL                      *easy;
-    CURLMcode                  rc;
+    CURLcode                   rc;
+    CURLMcode                  mrc;
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
     if (dc->multi == NULL) {
@@ -130,39 +201,79 @@ ngx_http_dss_bill_transfer_start(ngx_http_dss_bill_transfer_t *t,
     }
 
     easy = dss_bill_fetch_easy(t->fetch);
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
 
-    rc = curl_multi_add_handle(dc->multi, easy);
-    if (rc != CURLM_OK) {
+    rc = curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                              ngx_http_dss_bill_curl_open);
+    }
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                              ngx_http_dss_bill_curl_close);
+    }
+
+    if (rc != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "dss_bill: curl_easy_setopt() failed: %s",
+                      curl_easy_strerror(rc));
+        goto failed;
+    }
+
+    mrc = curl_multi_add_handle(dc->multi, easy);
+    if (mrc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "dss_bill: curl_multi_add_handle() failed: %s",
-                      curl_multi_strerror(rc));
-        dss_bill_fetch_release(t->fetch);
-        t->fetch = NULL;
-        return NGX_ERROR;
+                      curl_multi_strerror(mrc));
+        goto failed;
     }
 
     t->active = 1;
 
     return NGX_OK;
+
+failed:
+
+    dss_bill_fetch_release(t->fetch);
+    t->fetch = NULL;
+
+    return NGX_ERROR;
 }
 
 
-/* Stops a transfer in flight (the client went away, a deadline passed). */
+/* Takes a transfer in flight out of libcurl (client gone, deadline). */
+
+void
+ngx_http_dss_bill_transfer_stop(ngx_http_dss_bill_transfer_t *t)
+{
+    CURLMcode                  rc;
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    if (t->failing) {
+        ngx_queue_remove(&t->queue);
+        t->failing = 0;
+    }
+
+    if (t->active && dc->multi) {
+        /* may close the connection, TLS shutdown included */
+        rc = curl_multi_remove_handle(dc->multi,
+                                      dss_bill_fetch_easy(t->fetch));
+        ERR_clear_error();
+
+        if (rc != CURLM_OK) {
+            ngx_log_error(NGX_LOG_ALERT, dc->log, 0,
+                          "dss_bill: curl_multi_remove_handle() failed: %s",
+                          curl_multi_strerror(rc));
+        }
+    }
+
+    t->active = 0;
+}
+
 
 void
 ngx_http_dss_bill_transfer_cancel(ngx_http_dss_bill_transfer_t *t)
 {
-    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
-
-    if (t->active && dc->multi) {
-        /* may close the connection, TLS shutdown included */
-        curl_multi_remove_handle(dc->multi, dss_bill_fetch_easy(t->fetch));
-        ERR_clear_error();
-    }
-
-    t->active = 0;
-
+    ngx_http_dss_bill_transfer_stop(t);
     ngx_http_dss_bill_transfer_release(t);
 }
 
@@ -177,36 +288,175 @@ ngx_http_dss_bill_transfer_release(ngx_http_dss_bill_transfer_t *t)
 }
 
 
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: the archive connection gets its nginx
+ * connection now. Without a free one only this connection attempt fails
+ * (T5), never the whole multi handle.
+ */
+
+static curl_socket_t
+ngx_http_dss_bill_curl_open(void *clientp, curlsocktype purpose,
+    struct curl_sockaddr *address)
+{
+    ngx_socket_t               s;
+    ngx_connection_t          *c;
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    s = socket(address->family, address->socktype | SOCK_CLOEXEC,
+               address->protocol);
+    if (s == (ngx_socket_t) -1) {
+        return CURL_SOCKET_BAD;
+    }
+
+    /* logs "worker_connections are not enough" itself */
+    c = ngx_get_connection(s, dc->log);
+    if (c == NULL) {
+        close(s);
+        return CURL_SOCKET_BAD;
+    }
+
+    if (ngx_http_dss_bill_curl_register(s, c) != NGX_OK) {
+        ngx_free_connection(c);
+        close(s);
+        return CURL_SOCKET_BAD;
+    }
+
+    c->read->handler = ngx_http_dss_bill_curl_event;
+    c->write->handler = ngx_http_dss_bill_curl_event;
+    c->read->log = dc->log;
+    c->write->log = dc->log;
+
+    return s;
+}
+
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the end of an archive connection. */
+
+static int
+ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s)
+{
+    ngx_connection_t          *c;
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    c = ngx_http_dss_bill_curl_lookup(s);
+
+    if (c) {
+        ngx_http_dss_bill_curl_unwatch(c);
+        dc->sockets[s] = NULL;
+    }
+
+    return close(s);
+}
+
+
+static ngx_int_t
+ngx_http_dss_bill_curl_register(ngx_socket_t s, ngx_connection_t *c)
+{
+    ngx_uint_t                 n;
+    ngx_connection_t         **sockets;
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    if ((ngx_uint_t) s >= dc->nsockets) {
+        n = ngx_max(dc->nsockets * 2, (ngx_uint_t) s + 1);
+        n = ngx_max(n, 1024);
+
+        sockets = ngx_calloc(n * sizeof(ngx_connection_t *), dc->log);
+        if (sockets == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (dc->sockets) {
+            ngx_memcpy(sockets, dc->sockets,
+                       dc->nsockets * sizeof(ngx_connection_t *));
+            ngx_free(dc->sockets);
+        }
+
+        dc->sockets = sockets;
+        dc->nsockets = n;
+    }
+
+    dc->sockets[s] = c;
+
+    return NGX_OK;
+}
+
+
+static ngx_connection_t *
+ngx_http_dss_bill_curl_lookup(curl_socket_t s)
+{
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    if (s < 0 || (ngx_uint_t) s >= dc->nsockets) {
+        return NULL;
+    }
+
+    return dc->sockets[s];
+}
+
+
 static int
 ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp)
 {
-    ngx_connection_t          *c = socketp;
-    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+    CURLMcode                      rc;
+    ngx_connection_t              *c;
+    ngx_http_dss_bill_transfer_t  *t;
+    ngx_http_dss_bill_curl_t      *dc = &ngx_http_dss_bill_curl;
+
+    /* an archive connection; else a socket of libcurl's own, such as its
+     * resolver's, watched only while libcurl asks */
+
+    c = ngx_http_dss_bill_curl_lookup(s);
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
-            ngx_http_dss_bill_curl_unwatch(c);
-            curl_multi_assign(dc->multi, s, NULL);
+            /* no transfer uses it now: libcurl keeps it for reuse */
+            ngx_http_dss_bill_curl_idle(c);
+
+        } else if (socketp) {
+            ngx_http_dss_bill_curl_unwatch(socketp);
+            (void) curl_multi_assign(dc->multi, s, NULL);
         }
 
         return 0;
     }
 
     if (c == NULL) {
+        c = socketp;
+    }
+
+    if (c == NULL) {
         c = ngx_get_connection(s, dc->log);
+
         if (c == NULL) {
-            /* worker_connections exhausted: curl fails this transfer */
-            return -1;
+            /*
+             * worker_connections exhausted: returning -1 would make libcurl
+             * abort every transfer of the multi handle; fail this one
+             */
+            t = NULL;
+            (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
+
+            if (t) {
+                ngx_http_dss_bill_curl_fail(t);
+            }
+
+            return 0;
         }
 
-        c->read->handler = ngx_http_dss_bill_curl_event;
-        c->write->handler = ngx_http_dss_bill_curl_event;
         c->read->log = dc->log;
         c->write->log = dc->log;
 
-        curl_multi_assign(dc->multi, s, c);
+        rc = curl_multi_assign(dc->multi, s, c);
+        if (rc != CURLM_OK) {
+            ngx_log_error(NGX_LOG_ALERT, dc->log, 0,
+                          "dss_bill: curl_multi_assign() failed: %s",
+                          curl_multi_strerror(rc));
+        }
     }
+
+    /* back from idle, if it was */
+    c->read->handler = ngx_http_dss_bill_curl_event;
+    c->write->handler = ngx_http_dss_bill_curl_event;
 
     ngx_http_dss_bill_curl_watch(c, what);
 
@@ -244,9 +494,75 @@ ngx_http_dss_bill_curl_watch(ngx_connection_t *c, int what)
 
 
 /*
- * The socket stays libcurl's (it may keep it for the next request): take it
- * out of the event set and give the connection structure back, but never
- * close the descriptor.
+ * D9: an idle archive connection has nothing to say. Bytes (or the end of
+ * the stream) arriving now would be read by the next transfer as its own
+ * answer: watch for them.
+ */
+
+static void
+ngx_http_dss_bill_curl_idle(ngx_connection_t *c)
+{
+    ngx_http_dss_bill_curl_watch(c, CURL_POLL_IN);
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    /* a read event already posted is checked again by the new handler */
+    c->read->handler = ngx_http_dss_bill_curl_idle_readable;
+}
+
+
+/*
+ * The idle connection turned readable: take it from libcurl by putting a
+ * socket whose peer is gone in place of its descriptor. The TCP connection
+ * closes at once, and libcurl's check before any reuse finds the
+ * descriptor at the end of its stream and closes it.
+ */
+
+static void
+ngx_http_dss_bill_curl_idle_readable(ngx_event_t *rev)
+{
+    u_char                     byte;
+    ssize_t                    n;
+    ngx_err_t                  err;
+    ngx_connection_t          *c = rev->data;
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    n = recv(c->fd, &byte, 1, MSG_PEEK|MSG_DONTWAIT);
+    err = ngx_socket_errno;
+
+    if (n == -1 && (err == NGX_EAGAIN || err == NGX_EINTR)) {
+        return;     /* a stale event: nothing arrived */
+    }
+
+    if (n > 0) {
+        ngx_log_error(NGX_LOG_INFO, dc->log, 0,
+                      "dss_bill: an idle archive connection received "
+                      "unsolicited bytes; closing it");
+    }
+
+    /* out of the event set first: after dup2() the descriptor is another
+     * file, which epoll_ctl() would not find */
+
+    ngx_http_dss_bill_curl_watch(c, 0);
+
+    if (rev->posted) {
+        ngx_delete_posted_event(rev);
+    }
+
+    if (dup2(dc->dead, c->fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, dc->log, ngx_errno,
+                      "dss_bill: dup2() over an idle archive connection "
+                      "failed");
+        (void) shutdown(c->fd, SHUT_RDWR);
+    }
+}
+
+
+/*
+ * Takes the socket out of the event set and gives the connection structure
+ * back, but never closes the descriptor: it is libcurl's.
  */
 
 static void
@@ -333,9 +649,10 @@ static void
 ngx_http_dss_bill_curl_act(curl_socket_t s, int action)
 {
     int                        running;
+    CURLMcode                  rc;
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
-    curl_multi_socket_action(dc->multi, s, action, &running);
+    rc = curl_multi_socket_action(dc->multi, s, action, &running);
 
     /*
      * libcurl's TLS and nginx's share this thread's OpenSSL error queue:
@@ -345,11 +662,17 @@ ngx_http_dss_bill_curl_act(curl_socket_t s, int action)
 
     ERR_clear_error();
 
+    if (rc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ALERT, dc->log, 0,
+                      "dss_bill: curl_multi_socket_action() failed: %s",
+                      curl_multi_strerror(rc));
+    }
+
     ngx_http_dss_bill_curl_drain();
 }
 
 
-/* Hands every finished transfer to its owner. */
+/* Hands every finished transfer to its owner, or on to a redirect. */
 
 static void
 ngx_http_dss_bill_curl_drain(void)
@@ -358,6 +681,7 @@ ngx_http_dss_bill_curl_drain(void)
     CURL                          *easy;
     CURLMsg                       *msg;
     CURLcode                       result;
+    CURLMcode                      rc;
     dss_bill_outcome               outcome;
     ngx_http_dss_bill_curl_t      *dc = &ngx_http_dss_bill_curl;
     ngx_http_dss_bill_transfer_t  *t;
@@ -373,16 +697,78 @@ ngx_http_dss_bill_curl_drain(void)
         result = msg->data.result;
 
         t = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
-        curl_multi_remove_handle(dc->multi, easy);
+        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
+
+        rc = curl_multi_remove_handle(dc->multi, easy);
+        if (rc != CURLM_OK) {
+            ngx_log_error(NGX_LOG_ALERT, dc->log, 0,
+                          "dss_bill: curl_multi_remove_handle() failed: %s",
+                          curl_multi_strerror(rc));
+        }
 
         if (t == NULL) {
             continue;
+        }
+
+        if (dss_bill_fetch_redirected(t->fetch, result)) {
+            rc = curl_multi_add_handle(dc->multi, easy);
+            if (rc == CURLM_OK) {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, dc->log, 0,
+                          "dss_bill: curl_multi_add_handle() failed: %s",
+                          curl_multi_strerror(rc));
+        }
+
+        if (t->failing) {
+            ngx_queue_remove(&t->queue);
+            t->failing = 0;
         }
 
         t->active = 0;
         outcome = dss_bill_fetch_finish(t->fetch, result);
 
         t->done(t, outcome);
+    }
+}
+
+
+/* Fails one transfer from a posted event: not from inside libcurl. */
+
+static void
+ngx_http_dss_bill_curl_fail(ngx_http_dss_bill_transfer_t *t)
+{
+    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+
+    if (t->failing) {
+        return;
+    }
+
+    t->failing = 1;
+    ngx_queue_insert_tail(&dc->failing, &t->queue);
+
+    ngx_post_event(&dc->fail, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_dss_bill_curl_fail_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                   *q;
+    ngx_http_dss_bill_curl_t      *dc = &ngx_http_dss_bill_curl;
+    ngx_http_dss_bill_transfer_t  *t;
+
+    while (!ngx_queue_empty(&dc->failing)) {
+        q = ngx_queue_head(&dc->failing);
+        t = ngx_queue_data(q, ngx_http_dss_bill_transfer_t, queue);
+
+        ngx_http_dss_bill_transfer_stop(t);
+
+        ngx_log_error(NGX_LOG_ERR, dc->log, 0,
+                      "dss_bill: no free connection to watch an archive "
+                      "transfer (worker_connections)");
+
+        t->done(t, DSS_BILL_UPSTREAM_CONNECT);
     }
 }

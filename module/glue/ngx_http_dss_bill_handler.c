@@ -19,6 +19,12 @@ static ngx_int_t ngx_http_dss_bill_download(ngx_http_request_t *r,
 static dss_bill_outcome ngx_http_dss_bill_open(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id,
     ngx_http_dss_bill_file_t *file, ngx_err_t *err);
+static dss_bill_outcome ngx_http_dss_bill_check_pdf(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_file_t *file,
+    ngx_err_t *err);
+static ngx_int_t ngx_http_dss_bill_read_at(ngx_http_request_t *r,
+    ngx_http_dss_bill_file_t *file, u_char *to, size_t len, off_t offset,
+    ngx_err_t *err);
 static ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id);
 
@@ -134,7 +140,7 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
 /*
  * Opens the bill through the open-file cache (so open_file_cache and
  * disable_symlinks apply) and checks it: regular file, 0 < size <= limit,
- * "%PDF-" signature.
+ * a (complete) PDF.
  */
 
 static dss_bill_outcome
@@ -142,12 +148,9 @@ ngx_http_dss_bill_open(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id,
     ngx_http_dss_bill_file_t *file, ngx_err_t *err)
 {
-    u_char                     head[DSS_BILL_PDF_SIGNATURE_LEN];
     u_char                     name[DSS_BILL_ID_LIMIT + sizeof(".pdf")], *p;
     size_t                     size;
-    ssize_t                    n;
     ngx_str_t                  rel;
-    ngx_file_t                 probe;
     dss_bill_outcome           outcome;
     ngx_open_file_info_t      *of;
     ngx_http_core_loc_conf_t  *clcf;
@@ -218,25 +221,118 @@ ngx_http_dss_bill_open(ngx_http_request_t *r,
         return outcome;
     }
 
-    /* D8: a 200 only for a PDF; five bytes, usually from the page cache */
+    return ngx_http_dss_bill_check_pdf(r, dlcf, file, err);
+}
 
-    ngx_memzero(&probe, sizeof(ngx_file_t));
-    probe.fd = of->fd;
-    probe.name = file->path;
-    probe.log = r->connection->log;
 
-    n = ngx_read_file(&probe, head, sizeof(head), 0);
+/*
+ * D8: a 200 only for a PDF, and by default a complete one: its first five
+ * bytes and its last 1024, usually from the page cache. A print job still
+ * writing the file fails the second check.
+ */
 
-    if (n == NGX_ERROR) {
-        *err = ngx_errno;
+static dss_bill_outcome
+ngx_http_dss_bill_check_pdf(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_file_t *file,
+    ngx_err_t *err)
+{
+    u_char     head[DSS_BILL_PDF_SIGNATURE_LEN];
+    u_char     tail[DSS_BILL_PDF_TAIL_LEN];
+    off_t      size, tail_offset;
+    size_t     head_len, tail_len;
+    ngx_int_t  rc;
+
+    size = file->of.size;
+    head_len = ngx_min(size, DSS_BILL_PDF_SIGNATURE_LEN);
+    tail_offset = dss_bill_pdf_tail_offset(size);
+    tail_len = size - tail_offset;
+
+    rc = ngx_http_dss_bill_read_at(r, file, head, head_len, 0, err);
+
+    if (rc == NGX_OK && dlcf->pdf_check == DSS_BILL_PDF_CHECK_COMPLETE
+        && dss_bill_is_pdf_signature(head, head_len))
+    {
+        rc = ngx_http_dss_bill_read_at(r, file, tail, tail_len, tail_offset,
+                                       err);
+    }
+
+    if (rc == NGX_ERROR) {
         return DSS_BILL_STORAGE_ERROR;
     }
 
-    if (!dss_bill_is_pdf_signature(head, n)) {
-        return DSS_BILL_NOT_PDF;
+    if (rc == NGX_DECLINED) {
+        return DSS_BILL_INCOMPLETE_PDF;     /* shorter than stat() said */
     }
 
-    return DSS_BILL_OK;
+    return dss_bill_pdf_verdict(dlcf->pdf_check, size, head, head_len,
+                                tail, tail_len);
+}
+
+
+/*
+ * Reads exactly len bytes at offset: NGX_OK, NGX_DECLINED when the file
+ * ends first, NGX_ERROR with *err. With directio the descriptor is O_DIRECT,
+ * which takes only aligned reads: they go through an aligned buffer.
+ */
+
+static ngx_int_t
+ngx_http_dss_bill_read_at(ngx_http_request_t *r,
+    ngx_http_dss_bill_file_t *file, u_char *to, size_t len, off_t offset,
+    ngx_err_t *err)
+{
+    u_char                    *buf;
+    off_t                      start;
+    size_t                     align, span;
+    ssize_t                    n;
+    ngx_file_t                 f;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_memzero(&f, sizeof(ngx_file_t));
+    f.fd = file->of.fd;
+    f.name = file->path;
+    f.log = r->connection->log;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (!file->of.is_directio) {
+        n = ngx_read_file(&f, to, len, offset);
+
+        if (n == NGX_ERROR) {
+            *err = ngx_errno;
+            return NGX_ERROR;
+        }
+
+        return (size_t) n == len ? NGX_OK : NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    align = clcf->directio_alignment;
+
+    start = offset - offset % align;
+    span = offset + len - start;
+    span = (span + align - 1) / align * align;
+
+    buf = ngx_pmemalign(r->pool, span, align);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_file(&f, buf, span, start);
+
+    if (n == NGX_ERROR) {
+        *err = ngx_errno;
+        return NGX_ERROR;
+    }
+
+    if ((off_t) n < offset - start + (off_t) len) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(to, buf + (offset - start), len);
+
+    return NGX_OK;
 }
 
 

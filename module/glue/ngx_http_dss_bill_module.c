@@ -40,6 +40,13 @@ static ngx_conf_num_bounds_t  ngx_http_dss_bill_redirects_bounds = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_dss_bill_pdf_checks[] = {
+    { ngx_string("signature"), DSS_BILL_PDF_CHECK_SIGNATURE },
+    { ngx_string("complete"), DSS_BILL_PDF_CHECK_COMPLETE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_dss_bill_commands[] = {
 
     { ngx_string("dss_bill"),
@@ -69,6 +76,13 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dss_bill_loc_conf_t, max_size),
       &ngx_http_dss_bill_positive_size_post },
+
+    { ngx_string("dss_bill_pdf_check"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, pdf_check),
+      &ngx_http_dss_bill_pdf_checks },
 
     { ngx_string("dss_bill_id_chars"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -340,6 +354,7 @@ ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->max_size = NGX_CONF_UNSET;
+    conf->pdf_check = NGX_CONF_UNSET_UINT;
     conf->id_min_length = NGX_CONF_UNSET_UINT;
     conf->id_max_length = NGX_CONF_UNSET_UINT;
     conf->health_interval = NGX_CONF_UNSET_MSEC;
@@ -367,6 +382,9 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->root, prev->root, "");
     ngx_conf_merge_off_value(conf->max_size, prev->max_size,
                              NGX_HTTP_DSS_BILL_DEFAULT_MAX_SIZE);
+    /* D8: a 200 only for a PDF that also ends like one, unless relaxed */
+    ngx_conf_merge_uint_value(conf->pdf_check, prev->pdf_check,
+                              DSS_BILL_PDF_CHECK_COMPLETE);
     ngx_conf_merge_str_value(conf->id_chars, prev->id_chars,
                              DSS_BILL_ID_DEFAULT_CHARS);
     ngx_conf_merge_uint_value(conf->id_min_length, prev->id_min_length,
@@ -458,6 +476,15 @@ static ngx_int_t
 ngx_http_dss_bill_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_dss_bill_main_conf_t  *dmcf;
+
+    /* the cache manager and loader run this hook too: only workers fetch
+     * and probe */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
 
     dmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_dss_bill_module);

@@ -27,6 +27,7 @@ static ngx_int_t ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     ngx_http_dss_bill_fetch_ctx_t *ctx, dss_bill_outcome outcome);
 static void ngx_http_dss_bill_upstream_deadline(ngx_event_t *ev);
 static void ngx_http_dss_bill_upstream_cleanup(void *data);
+static void ngx_http_dss_bill_upstream_release(void *data);
 
 
 static ngx_str_t  ngx_http_dss_bill_temp_name =
@@ -38,6 +39,7 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id)
 {
     ngx_str_t                       url;
+    ngx_pool_cleanup_t             *pcln;
     ngx_http_cleanup_t             *cln;
     ngx_http_dss_bill_fetch_ctx_t  *ctx;
 
@@ -68,6 +70,20 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /*
+     * D9: the body (memory or file) goes back to the pool only with the
+     * request's pool: an output chain, a thread sending the file, or the
+     * socket itself may reference it until then
+     */
+
+    pcln = ngx_pool_cleanup_add(r->pool, 0);
+    if (pcln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pcln->handler = ngx_http_dss_bill_upstream_release;
+    pcln->data = ctx;
 
     ctx->transfer.done = ngx_http_dss_bill_upstream_done;
     ctx->transfer.data = ctx;
@@ -197,7 +213,7 @@ ngx_http_dss_bill_upstream_deadline(ngx_event_t *ev)
     r = ctx->request;
     c = r->connection;
 
-    ngx_http_dss_bill_transfer_cancel(&ctx->transfer);
+    ngx_http_dss_bill_transfer_stop(&ctx->transfer);
 
     rc = ngx_http_dss_bill_fail(r, DSS_BILL_UPSTREAM_TIMEOUT, &ctx->id, "url",
                                 &ctx->url, "the fetch outlived its deadline",
@@ -223,8 +239,18 @@ ngx_http_dss_bill_upstream_cleanup(void *data)
                       &ctx->id);
     }
 
-    /* removes the handle from the multi handle before anything is freed,
-     * then closes the temporary file the body was sent from */
+    /* out of the multi handle before anything it writes to is freed */
+
+    ngx_http_dss_bill_transfer_stop(&ctx->transfer);
+}
+
+
+static void
+ngx_http_dss_bill_upstream_release(void *data)
+{
+    ngx_http_dss_bill_fetch_ctx_t  *ctx = data;
+
+    /* the request's cleanup ran before: the transfer is stopped */
 
     ngx_http_dss_bill_transfer_cancel(&ctx->transfer);
 }

@@ -91,6 +91,7 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     o->buffer_size = conf->upstream_buffer_size;
     o->ssl_verify = conf->upstream_ssl_verify;
     o->max_redirects = conf->upstream_redirects;
+    o->pdf_check = (dss_bill_pdf_check) conf->pdf_check;
     o->basic_auth = conf->upstream_basic_auth.len
                     ? (const char *) conf->upstream_basic_auth.data : NULL;
 

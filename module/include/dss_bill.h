@@ -126,8 +126,13 @@ typedef enum {
     DSS_BILL_UPSTREAM_TLS,          /* 500: handshake, verification */
     DSS_BILL_UPSTREAM_TRUNCATED,    /* 500: reset, short body */
     DSS_BILL_UPSTREAM_ERROR,        /* 500: anything else libcurl reports */
-    DSS_BILL_TEMP_FILE_ERROR        /* 500: cannot buffer the body */
+    DSS_BILL_TEMP_FILE_ERROR,       /* 500: cannot buffer the body */
+    DSS_BILL_INCOMPLETE_PDF,        /* 500: no %%EOF near the end (D8) */
+    DSS_BILL_UPSTREAM_FRAMING       /* 500: duplicate or conflicting
+                                       Content-Length / chunked (D8) */
 } dss_bill_outcome;
+
+#define DSS_BILL_OUTCOME_LAST DSS_BILL_UPSTREAM_FRAMING
 
 typedef enum {
     DSS_BILL_SEVERITY_NONE = 0, /* nothing to log */
@@ -151,12 +156,37 @@ dss_bill_outcome dss_bill_outcome_from_open_errno(int err);
 dss_bill_outcome dss_bill_check_file(int is_file, long long size,
                                      long long max_size);
 
-/* ---- PDF signature (D8) ------------------------------------------------ */
+/* ---- PDF checks (D8) --------------------------------------------------- */
 
 #define DSS_BILL_PDF_SIGNATURE_LEN 5
+/* "%%EOF" must stand within this many bytes of the end (what PDF readers
+ * accept as the end of a file). */
+#define DSS_BILL_PDF_TAIL_LEN 1024
+
+typedef enum {
+    DSS_BILL_PDF_CHECK_SIGNATURE = 0, /* starts with "%PDF-" */
+    DSS_BILL_PDF_CHECK_COMPLETE       /* and "%%EOF" in the last 1024 bytes */
+} dss_bill_pdf_check;
 
 /* 1 when the first bytes are "%PDF-". */
 int dss_bill_is_pdf_signature(const unsigned char *head, size_t len);
+
+/* Where the tail that dss_bill_pdf_verdict() wants starts in a body of
+ * size bytes: max(0, size - DSS_BILL_PDF_TAIL_LEN). */
+long long dss_bill_pdf_tail_offset(long long size);
+
+/*
+ * The verdict on a body of size bytes from its first head_len bytes and its
+ * last tail_len bytes (tail_len must be size - dss_bill_pdf_tail_offset(),
+ * else the body counts as incomplete): DSS_BILL_OK, DSS_BILL_EMPTY,
+ * DSS_BILL_NOT_PDF or DSS_BILL_INCOMPLETE_PDF.
+ */
+dss_bill_outcome dss_bill_pdf_verdict(dss_bill_pdf_check check,
+                                      long long size,
+                                      const unsigned char *head,
+                                      size_t head_len,
+                                      const unsigned char *tail,
+                                      size_t tail_len);
 
 /* ---- archive source: one fetch around a libcurl easy handle ----------- */
 
@@ -174,6 +204,7 @@ typedef struct {
     const char *basic_auth;   /* "user:password", or NULL */
     const char *const *headers; /* NULL-terminated "Name: value" lines */
     long max_redirects;       /* 0: redirects are an error */
+    dss_bill_pdf_check pdf_check; /* dss_bill_pdf_check */
 } dss_bill_upstream_options;
 
 /* Checks a dss_bill_upstream URL as written in the configuration: http or
@@ -186,6 +217,10 @@ int dss_bill_upstream_url_check(const char *url, size_t url_len, char *err,
  * holds a variable ('$') or out is too small. */
 size_t dss_bill_upstream_url_base(const char *url, size_t url_len, char *out,
                                   size_t out_size);
+
+/* 1 when both URLs have the same origin (scheme, host, port; default ports
+ * filled in), 0 otherwise or when either does not parse (D9). */
+int dss_bill_same_origin(const char *a, const char *b);
 
 typedef struct dss_bill_fetch_s dss_bill_fetch;
 
@@ -211,7 +246,17 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
 /* The libcurl easy handle (CURL *) to add to the multi handle. */
 void *dss_bill_fetch_easy(dss_bill_fetch *fetch);
 
-/* Classifies a finished transfer (result: its CURLcode). */
+/*
+ * After a transfer ended (result: its CURLcode): 1 when it was a redirect
+ * that this fetch follows (dss_bill_upstream_redirects). The fetch is then
+ * aimed at the target, without the archive's headers and credentials when
+ * the target is another origin (D9), and the caller adds the easy handle
+ * to the multi handle again. 0 otherwise.
+ */
+int dss_bill_fetch_redirected(dss_bill_fetch *fetch, int result);
+
+/* Classifies a finished transfer (result: its CURLcode), checking a 200's
+ * body with the options' pdf_check (D8). */
 dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result);
 
 /* The archive's HTTP status (0 if none was received). */
@@ -222,7 +267,9 @@ long dss_bill_fetch_status(const dss_bill_fetch *fetch);
 const char *dss_bill_fetch_detail(const dss_bill_fetch *fetch);
 
 /* The body after a DSS_BILL_OK finish: in memory (fd < 0, data/size) or in
- * an unnamed temporary file (fd >= 0, bytes 0..size). */
+ * an unnamed temporary file (fd >= 0, bytes 0..size). Both stay untouched
+ * until dss_bill_fetch_release(): a file is never reused, since sendfile
+ * leaves its pages referenced by the socket after nginx is done (D9). */
 typedef struct {
     const unsigned char *data;
     int fd;
@@ -231,7 +278,9 @@ typedef struct {
 
 dss_bill_body dss_bill_fetch_body(const dss_bill_fetch *fetch);
 
-/* Returns the fetch to its pool (closes its temporary file). */
+/* Returns the fetch to its pool (closes its temporary file). Call it only
+ * when nothing references the body any more (the request's pool is being
+ * destroyed). */
 void dss_bill_fetch_release(dss_bill_fetch *fetch);
 
 /* ---- document-root health probe (H3) ----------------------------------- */
