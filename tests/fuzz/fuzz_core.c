@@ -4,6 +4,8 @@
  * a standalone program that feeds it a fixed number of pseudo-random inputs
  * from a fixed seed, run by ctest (under ASan in the sanitizer build). */
 
+#define _GNU_SOURCE /* memmem */
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -90,6 +92,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     CHECK(dss_bill_is_pdf_signature(data, size) ==
           (size >= 5 && memcmp(data, "%PDF-", 5) == 0));
+
+    /* D8: "complete" only with the signature and %%EOF in the last 1024 */
+    long long tail = dss_bill_pdf_tail_offset((long long)size);
+    dss_bill_outcome verdict = dss_bill_pdf_verdict(
+        DSS_BILL_PDF_CHECK_COMPLETE, (long long)size, data,
+        size < 5 ? size : 5, data + tail, size - (size_t)tail);
+    int has_end = memmem(data + tail, size - (size_t)tail, "%%EOF", 5) != NULL;
+    CHECK((verdict == DSS_BILL_OK) ==
+          (dss_bill_is_pdf_signature(data, size) && has_end));
     return 0;
 }
 

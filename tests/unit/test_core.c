@@ -299,12 +299,104 @@ static void test_D8_pdf_signature(void **state) {
     assert_false(dss_bill_is_pdf_signature((const unsigned char *)"", 0));
 }
 
+/* A body of size bytes: "%PDF-1.7\n", filler, and end (NUL-terminated) at
+ * its very end; verdict with the head and tail a source would read. */
+static dss_bill_outcome verdict_of(dss_bill_pdf_check check, size_t size,
+                                   const char *end) {
+    unsigned char *body = malloc(size);
+    assert_non_null(body);
+    memset(body, 'x', size);
+    memcpy(body, "%PDF-1.7\n", size < 9 ? size : 9);
+    size_t end_len = strlen(end);
+    if (end_len <= size) {
+        memcpy(body + size - end_len, end, end_len);
+    }
+    long long tail = dss_bill_pdf_tail_offset((long long)size);
+    dss_bill_outcome o = dss_bill_pdf_verdict(
+        check, (long long)size, body, size < 5 ? size : 5, body + tail,
+        size - (size_t)tail);
+    free(body);
+    return o;
+}
+
+static void test_D8_complete_pdf_needs_eof_in_the_last_1024_bytes(
+    void **state) {
+    (void)state;
+    const dss_bill_pdf_check complete = DSS_BILL_PDF_CHECK_COMPLETE;
+    assert_int_equal(verdict_of(complete, 2000, "%%EOF\n"), DSS_BILL_OK);
+    assert_int_equal(verdict_of(complete, 2000, "%%EOF"), DSS_BILL_OK);
+    /* %%EOF followed by trailing bytes, still inside the last 1024 */
+    char trailer[1100];
+    memset(trailer, ' ', sizeof(trailer));
+    memcpy(trailer, "%%EOF", 5);
+    trailer[1024] = '\0'; /* %%EOF starts exactly 1024 bytes from the end */
+    assert_int_equal(verdict_of(complete, 4000, trailer), DSS_BILL_OK);
+    trailer[1024] = ' ';
+    trailer[1025] = '\0'; /* one byte further: its '%' is outside */
+    assert_int_equal(verdict_of(complete, 4000, trailer),
+                     DSS_BILL_INCOMPLETE_PDF);
+    /* truncated: no end marker at all */
+    assert_int_equal(verdict_of(complete, 8000, "xx"),
+                     DSS_BILL_INCOMPLETE_PDF);
+    /* a small body is its own tail */
+    assert_int_equal(verdict_of(complete, 20, "%%EOF"), DSS_BILL_OK);
+    /* the relaxed check asks for the signature only */
+    assert_int_equal(verdict_of(DSS_BILL_PDF_CHECK_SIGNATURE, 8000, "xx"),
+                     DSS_BILL_OK);
+}
+
+static void test_D8_verdict_refuses_empty_non_pdf_and_short_tails(
+    void **state) {
+    (void)state;
+    const unsigned char html[] = "<html>%%EOF";
+    assert_int_equal(dss_bill_pdf_verdict(DSS_BILL_PDF_CHECK_COMPLETE, 0,
+                                          html, 0, html, 0),
+                     DSS_BILL_EMPTY);
+    assert_int_equal(dss_bill_pdf_verdict(DSS_BILL_PDF_CHECK_SIGNATURE, 11,
+                                          html, 5, html, 11),
+                     DSS_BILL_NOT_PDF);
+    /* "%PDF" is not the signature; neither is a head shorter than 5 */
+    const unsigned char pdf[] = "%PDF-%%EOF";
+    assert_int_equal(dss_bill_pdf_verdict(DSS_BILL_PDF_CHECK_SIGNATURE, 4,
+                                          pdf, 4, pdf, 4),
+                     DSS_BILL_NOT_PDF);
+    assert_int_equal(dss_bill_pdf_verdict(DSS_BILL_PDF_CHECK_COMPLETE, 10,
+                                          pdf, 5, pdf, 10),
+                     DSS_BILL_OK);
+    /* a tail that is not the body's whole last part proves nothing */
+    assert_int_equal(dss_bill_pdf_verdict(DSS_BILL_PDF_CHECK_COMPLETE, 10,
+                                          pdf, 5, pdf + 5, 5),
+                     DSS_BILL_INCOMPLETE_PDF);
+    assert_int_equal(dss_bill_pdf_tail_offset(100), 0);
+    assert_int_equal(dss_bill_pdf_tail_offset(1024), 0);
+    assert_int_equal(dss_bill_pdf_tail_offset(5000), 5000 - 1024);
+}
+
+/* ---- D9: archive headers stay with the archive's origin ---------------- */
+
+static void test_D9_same_origin(void **state) {
+    (void)state;
+    assert_true(dss_bill_same_origin("http://archive/a.pdf",
+                                     "http://archive:80/other?x=1"));
+    assert_true(dss_bill_same_origin("https://Archive.Example/a",
+                                     "https://archive.example:443/b"));
+    assert_false(dss_bill_same_origin("http://archive/a", "https://archive/a"));
+    assert_false(
+        dss_bill_same_origin("http://archive:8080/a", "http://archive/a"));
+    assert_false(dss_bill_same_origin("http://127.0.0.1:9/a",
+                                      "http://localhost:9/a"));
+    assert_false(dss_bill_same_origin("http://archive/a",
+                                      "http://archive.evil/a"));
+    assert_false(dss_bill_same_origin("http://archive/a", "not a url"));
+    assert_false(dss_bill_same_origin("", ""));
+}
+
 /* ---- D3-D7: outcome -> status
  * ---------------------------------------------------- */
 
 static void test_D7_every_outcome_is_200_404_or_500(void **state) {
     (void)state;
-    for (int o = DSS_BILL_OK; o <= DSS_BILL_TEMP_FILE_ERROR; o++) {
+    for (int o = DSS_BILL_OK; o <= DSS_BILL_OUTCOME_LAST; o++) {
         int status = dss_bill_outcome_status((dss_bill_outcome)o);
         assert_true(status == 200 || status == 404 || status == 500);
         const char *reason = dss_bill_outcome_reason((dss_bill_outcome)o);
@@ -514,6 +606,9 @@ int main(void) {
         cmocka_unit_test(test_D5_relative_paths),
         cmocka_unit_test(test_join_path),
         cmocka_unit_test(test_D8_pdf_signature),
+        cmocka_unit_test(test_D8_complete_pdf_needs_eof_in_the_last_1024_bytes),
+        cmocka_unit_test(test_D8_verdict_refuses_empty_non_pdf_and_short_tails),
+        cmocka_unit_test(test_D9_same_origin),
         cmocka_unit_test(test_D7_every_outcome_is_200_404_or_500),
         cmocka_unit_test(test_D5_D6_outcome_mapping),
         cmocka_unit_test(test_D4_size_limit_is_inclusive),
