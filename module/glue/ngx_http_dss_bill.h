@@ -103,9 +103,10 @@ typedef struct {
 } ngx_http_dss_bill_loc_conf_t;
 
 
-/* Per request: what the variables show. */
+/* Per request: what the variables show, and the header filter keeps. */
 typedef struct {
     ngx_str_t                     bill_id;
+    ngx_table_elt_t              *cache_control;  /* the module's own */
 } ngx_http_dss_bill_ctx_t;
 
 
@@ -156,11 +157,11 @@ ngx_int_t ngx_http_dss_bill_health_start(ngx_cycle_t *cycle,
 void ngx_http_dss_bill_health_stop(ngx_array_t *healths);
 
 void ngx_http_dss_bill_suppress_transforms(ngx_http_request_t *r);
-ngx_int_t ngx_http_dss_bill_add_header(ngx_http_request_t *r, ngx_str_t *key,
+ngx_table_elt_t *ngx_http_dss_bill_add_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value);
+ngx_int_t ngx_http_dss_bill_set_cache_control(ngx_http_request_t *r,
     ngx_str_t *value);
-
-
-extern ngx_str_t  ngx_http_dss_bill_cache_control_key;
+ngx_int_t ngx_http_dss_bill_header_filter_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_http_dss_bill_module;

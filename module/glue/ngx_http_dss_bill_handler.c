@@ -58,7 +58,7 @@ ngx_http_dss_bill_handler(ngx_http_request_t *r)
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         if (ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_allow,
                                          &ngx_http_dss_bill_get_head)
-            != NGX_OK)
+            == NULL)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

@@ -37,8 +37,7 @@ ngx_http_dss_bill_health_handler(ngx_http_request_t *r,
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    if (ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_cache_control_key,
-                                     &ngx_http_dss_bill_no_store)
+    if (ngx_http_dss_bill_set_cache_control(r, &ngx_http_dss_bill_no_store)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

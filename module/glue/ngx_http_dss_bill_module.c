@@ -209,7 +209,7 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
 
 static ngx_http_module_t  ngx_http_dss_bill_module_ctx = {
     ngx_http_dss_bill_add_variables,       /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_dss_bill_header_filter_init,  /* postconfiguration */
 
     ngx_http_dss_bill_create_main_conf,    /* create main configuration */
     ngx_http_dss_bill_init_main_conf,      /* init main configuration */

@@ -1,14 +1,21 @@
 
 /*
  * What the module answers: the 200 with its headers (D3), the logged
- * failure with its status (D5, D6), and the filters it switches off.
+ * failure with its status (D5, D6), and the filters it switches off or
+ * corrects.
  */
 
 
 #include "ngx_http_dss_bill.h"
 
 
-ngx_str_t  ngx_http_dss_bill_cache_control_key = ngx_string("Cache-Control");
+static ngx_int_t ngx_http_dss_bill_header_filter(ngx_http_request_t *r);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+static ngx_str_t  ngx_http_dss_bill_cache_control_key =
+    ngx_string("Cache-Control");
 
 static ngx_str_t  ngx_http_dss_bill_pdf_type = ngx_string("application/pdf");
 static ngx_str_t  ngx_http_dss_bill_private = ngx_string("private, no-store");
@@ -55,15 +62,14 @@ ngx_http_dss_bill_send(ngx_http_request_t *r, ngx_str_t *id, ngx_buf_t *b,
     p = ngx_cpymem(p, id->data, id->len);
     ngx_memcpy(p, ".pdf\"", sizeof(".pdf\"") - 1);
 
-    if (ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_cache_control_key,
-                                     &ngx_http_dss_bill_private)
+    if (ngx_http_dss_bill_set_cache_control(r, &ngx_http_dss_bill_private)
         != NGX_OK
         || ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_nosniff_key,
                                         &ngx_http_dss_bill_nosniff)
-           != NGX_OK
+           == NULL
         || ngx_http_dss_bill_add_header(r, &ngx_http_dss_bill_disposition,
                                         &disposition)
-           != NGX_OK)
+           == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -170,7 +176,7 @@ ngx_http_dss_bill_suppress_transforms(ngx_http_request_t *r)
 }
 
 
-ngx_int_t
+ngx_table_elt_t *
 ngx_http_dss_bill_add_header(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *value)
 {
@@ -178,7 +184,7 @@ ngx_http_dss_bill_add_header(ngx_http_request_t *r, ngx_str_t *key,
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
@@ -186,5 +192,102 @@ ngx_http_dss_bill_add_header(ngx_http_request_t *r, ngx_str_t *key,
     h->value = *value;
     h->lowcase_key = NULL;
 
+    return h;
+}
+
+
+/*
+ * The module's Cache-Control, remembered so that the header filter keeps it
+ * as the only one.
+ */
+
+ngx_int_t
+ngx_http_dss_bill_set_cache_control(ngx_http_request_t *r, ngx_str_t *value)
+{
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_dss_bill_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
+    }
+
+    ctx->cache_control = ngx_http_dss_bill_add_header(r,
+                                          &ngx_http_dss_bill_cache_control_key,
+                                          value);
+
+    return ctx->cache_control ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The module is loaded just before ngx_http_headers_filter_module
+ * (module/config), so this filter runs after it: "expires" and
+ * "add_header" may have added a Cache-Control or an Expires to a bill or
+ * health answer; a bill is never cacheable, and carries exactly one
+ * Cache-Control (D3).
+ */
+
+ngx_int_t
+ngx_http_dss_bill_header_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_dss_bill_header_filter;
+
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dss_bill_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t                i;
+    ngx_list_part_t          *part;
+    ngx_table_elt_t          *h;
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx == NULL || ctx->cache_control == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || &h[i] == ctx->cache_control) {
+            continue;
+        }
+
+        if ((h[i].key.len == ngx_http_dss_bill_cache_control_key.len
+             && ngx_strncasecmp(h[i].key.data,
+                                ngx_http_dss_bill_cache_control_key.data,
+                                h[i].key.len)
+                == 0)
+            || &h[i] == r->headers_out.expires)
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    r->headers_out.expires = NULL;
+
+    return ngx_http_next_header_filter(r);
 }
