@@ -2,6 +2,7 @@
 // that recycles them. The nginx glue drives the transfer through its multi
 // handle; everything about one transfer (options, body, verdict) is here.
 
+#include "ascii.hpp"
 #include "body_sink.hpp"
 #include "dss_bill.h"
 #include "error_text.hpp"
@@ -29,6 +30,8 @@ using HeaderList = std::unique_ptr<curl_slist, SlistDeleter>;
 
 } // namespace
 
+namespace dss_bill {
+
 // How the archive framed its answer's body (D8): anything ambiguous is
 // refused, since the two readings would give two different bills.
 struct Framing {
@@ -39,6 +42,8 @@ struct Framing {
         return content_lengths > 1 || (chunked && content_lengths > 0);
     }
 };
+
+} // namespace dss_bill
 
 struct dss_bill_fetch_s {
     dss_bill_fetch_pool *pool = nullptr;
@@ -51,7 +56,7 @@ struct dss_bill_fetch_s {
     bool probe = false;
     bool stopped_on_status = false;
     bool failed = false;       // a callback failed (out of memory)
-    Framing framing;
+    dss_bill::Framing framing;
     size_t discarded = 0;
     long status = 0;
     char curl_error[CURL_ERROR_SIZE] = {};
@@ -96,20 +101,10 @@ size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) noexcept {
     }
 }
 
+// "Name:" at the start of a header line, in any case.
 bool header_is(std::string_view line, std::string_view name) {
-    if (line.size() <= name.size() || line[name.size()] != ':') {
-        return false;
-    }
-    for (size_t i = 0; i < name.size(); ++i) {
-        char c = line[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-        if (c != name[i]) {
-            return false;
-        }
-    }
-    return true;
+    return line.size() > name.size() && line[name.size()] == ':' &&
+           dss_bill::starts_with_nocase(line, name);
 }
 
 // Counts the framing headers of each response (a new status line, after a
@@ -122,7 +117,7 @@ size_t on_header(char *data, size_t size, size_t nmemb,
     std::string_view line(data, n);
 
     if (line.substr(0, 5) == "HTTP/") {
-        fetch->framing = Framing{};
+        fetch->framing = dss_bill::Framing{};
     } else if (header_is(line, "content-length")) {
         fetch->framing.content_lengths++;
     } else if (header_is(line, "transfer-encoding")) {
@@ -296,7 +291,7 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
         fetch->probe = probe != 0;
         fetch->failed = false;
         fetch->stopped_on_status = false;
-        fetch->framing = Framing{};
+        fetch->framing = dss_bill::Framing{};
         fetch->discarded = 0;
         fetch->status = 0;
         fetch->curl_error[0] = '\0';
@@ -348,7 +343,7 @@ int dss_bill_fetch_redirected(dss_bill_fetch *fetch, int result) {
     }
     fetch->redirects++;
     fetch->discarded = 0;
-    fetch->framing = Framing{};
+    fetch->framing = dss_bill::Framing{};
     return 1;
 }
 

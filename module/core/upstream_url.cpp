@@ -1,6 +1,7 @@
 // Checks of a dss_bill_upstream URL as configured, and the archive base
 // derived from it for the default health probe.
 
+#include "ascii.hpp"
 #include "dss_bill.h"
 #include "error_text.hpp"
 
@@ -12,21 +13,8 @@
 
 namespace {
 
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-    if (s.size() < prefix.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < prefix.size(); ++i) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-        if (c != prefix[i]) {
-            return false;
-        }
-    }
-    return true;
-}
+using dss_bill::equal_nocase;
+using dss_bill::starts_with_nocase;
 
 // The scheme's length including "://", or 0 if not http or https.
 size_t scheme_length(std::string_view url) {
@@ -61,22 +49,6 @@ CurlString url_part(CURLU *url, CURLUPart what, unsigned int flags) {
         return nullptr;
     }
     return CurlString(part);
-}
-
-char lower(char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equal_nocase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 } // namespace
