@@ -1,0 +1,1417 @@
+/* Integration tests of resilience (issue 8, items 4, 5, 6, 9 and 10): a DNS
+ * server that never answers (T5), a full connection table (T5), directio on
+ * the document root (D6, D8), helper processes that must not probe the
+ * archive (T5), and headers or body filters of other modules (D3, H2).
+ *
+ * The DNS tests need a private mount namespace (root and unshare): the
+ * program bind-mounts its own resolv.conf, naming a UDP socket of this
+ * process that receives queries and never answers, before it starts any
+ * nginx. Without that they are skipped with the reason. */
+
+#define _GNU_SOURCE /* unshare, asprintf */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* a name nothing resolves: every query goes to the blackhole */
+#define BLACKHOLED_HOST "archive.dss-blackhole.test"
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A short pause between two polls of a condition (callers re-check it). */
+static void pause_briefly(void) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the blackhole DNS server --------------------------------------------
+ */
+
+static struct {
+    int ready;
+    char skip_reason[512];
+    char address[32]; /* 127.x.y.z, port 53 */
+    int fd;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    int queries;
+} dns = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *dns_blackhole(void *arg) {
+    (void)arg;
+    char packet[4096];
+    for (;;) {
+        ssize_t n = recv(dns.fd, packet, sizeof(packet), 0);
+        if (n > 0) {
+            pthread_mutex_lock(&dns.lock);
+            dns.queries++;
+            pthread_mutex_unlock(&dns.lock);
+        } else if (n < 0 && errno != EINTR) {
+            return NULL; /* the socket is closed at exit */
+        }
+    }
+}
+
+static int dns_queries(void) {
+    pthread_mutex_lock(&dns.lock);
+    int n = dns.queries;
+    pthread_mutex_unlock(&dns.lock);
+    return n;
+}
+
+/* Writes text to a new temporary file (0644) and binds it over target in
+ * this process's private mount namespace. */
+static int bind_file_over(const char *target, const char *text) {
+    char path[] = "/tmp/dss-resilience-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fchmod(fd, 0644) == 0;
+    close(fd);
+    ok = ok && mount(path, target, NULL, MS_BIND, NULL) == 0;
+    int saved = errno;
+    unlink(path); /* the mount keeps the file alive */
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
+/* "hosts: files dns" whatever the machine uses (nss-resolve, mdns and
+ * friends would bypass resolv.conf); everything else as it was. */
+static int private_nsswitch(void) {
+    size_t len;
+    char *text = dss_read_file("/etc/nsswitch.conf", &len);
+    if (text == NULL) {
+        return 0; /* glibc's default for hosts reads resolv.conf */
+    }
+    char *out = malloc(len + 64);
+    assert_non_null(out);
+    size_t used = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line + 1) : strlen(line);
+        if (strncmp(line, "hosts:", 6) != 0) {
+            memcpy(out + used, line, n);
+            used += n;
+        }
+        line += n;
+    }
+    memcpy(out + used, "hosts: files dns\n", sizeof("hosts: files dns\n"));
+    int rc = bind_file_over("/etc/nsswitch.conf", out);
+    free(out);
+    free(text);
+    return rc;
+}
+
+/* Runs first in main, while the process has a single thread. */
+static void dns_setup(void) {
+    char *reason = dns.skip_reason;
+    size_t cap = sizeof(dns.skip_reason);
+    if (geteuid() != 0) {
+        snprintf(reason, cap, "not running as root");
+        return;
+    }
+    size_t len;
+    char *hosts = dss_read_file("/etc/hosts", &len);
+    int listed = hosts && strcasestr(hosts, BLACKHOLED_HOST) != NULL;
+    free(hosts);
+    if (listed) {
+        snprintf(reason, cap, "/etc/hosts names %s", BLACKHOLED_HOST);
+        return;
+    }
+    if (unshare(CLONE_NEWNS) != 0) {
+        snprintf(reason, cap, "unshare(CLONE_NEWNS) failed: %s",
+                 strerror(errno));
+        return;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        snprintf(reason, cap, "cannot make / private: %s", strerror(errno));
+        return;
+    }
+
+    /* a random loopback address: another test program may hold one */
+    srand((unsigned)(getpid() ^ now_ms()));
+    for (int attempt = 0; attempt < 32 && dns.fd < 0; attempt++) {
+        snprintf(dns.address, sizeof(dns.address), "127.%d.%d.%d",
+                 20 + rand() % 200, 1 + rand() % 250, 1 + rand() % 250);
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in addr = {0};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(53);
+        inet_pton(AF_INET, dns.address, &addr.sin_addr);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+            dns.fd = fd;
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
+    if (dns.fd < 0) {
+        snprintf(reason, cap, "cannot bind a UDP socket on 127.x.y.z:53");
+        return;
+    }
+
+    char resolv[256];
+    snprintf(resolv, sizeof(resolv),
+             "nameserver %s\noptions timeout:6 attempts:1\n", dns.address);
+    if (bind_file_over("/etc/resolv.conf", resolv) != 0) {
+        snprintf(reason, cap, "cannot bind-mount /etc/resolv.conf: %s",
+                 strerror(errno));
+        return;
+    }
+    if (private_nsswitch() != 0) {
+        snprintf(reason, cap, "cannot bind-mount /etc/nsswitch.conf: %s",
+                 strerror(errno));
+        return;
+    }
+    if (pthread_create(&dns.thread, NULL, dns_blackhole, NULL) != 0) {
+        snprintf(reason, cap, "cannot start the DNS thread");
+        return;
+    }
+    pthread_detach(dns.thread);
+    dns.ready = 1;
+}
+
+static void skip_unless_dns(void) {
+    if (!dns.ready) {
+        fprintf(stderr,
+                "SKIP: the DNS tests need a private mount namespace with "
+                "their own resolv.conf: %s\n",
+                dns.skip_reason);
+        skip();
+    }
+}
+
+/* ---- a small origin: counts health probes, can park requests -------------
+ *
+ *   GET /health       200 "ok" (parked while hold_health is set)
+ *   GET /b/<name>     the file <dir>/<name> as application/pdf, or 404;
+ *                     names starting with "held" park while hold_bills is set
+ * HTTP/1.1 with keep-alive; one thread per connection.
+ */
+
+#define ORIGIN_MAX_PROBES 8192
+
+typedef struct {
+    int port;
+    int listen_fd;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int stopping;
+    int connections; /* threads serving a connection */
+    int hold_health;
+    int hold_bills;
+    int held; /* requests parked now */
+    int probes;
+    long long probe_at[ORIGIN_MAX_PROBES];
+    char dir[PATH_MAX];
+} origin_t;
+
+static origin_t origin;
+
+typedef struct {
+    origin_t *o;
+    int fd;
+} origin_conn;
+
+static int send_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Parks the calling connection while *flag is set (and not stopping). */
+static void origin_park(origin_t *o, const int *flag) {
+    pthread_mutex_lock(&o->lock);
+    o->held++;
+    pthread_cond_broadcast(&o->changed);
+    while (*flag && !o->stopping) {
+        pthread_cond_wait(&o->changed, &o->lock);
+    }
+    o->held--;
+    pthread_mutex_unlock(&o->lock);
+}
+
+static int origin_answer(origin_t *o, int fd, const char *path) {
+    char head[256];
+    if (strcmp(path, "/health") == 0) {
+        pthread_mutex_lock(&o->lock);
+        if (o->probes < ORIGIN_MAX_PROBES) {
+            o->probe_at[o->probes] = now_ms();
+        }
+        o->probes++;
+        pthread_mutex_unlock(&o->lock);
+        origin_park(o, &o->hold_health);
+        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain"
+                                 "\r\nContent-Length: 2\r\n\r\nok";
+        return send_all(fd, ok, sizeof(ok) - 1);
+    }
+    if (strncmp(path, "/b/", 3) == 0 && strchr(path + 3, '/') == NULL) {
+        const char *name = path + 3;
+        if (strncmp(name, "held", 4) == 0) {
+            origin_park(o, &o->hold_bills);
+        }
+        char file[PATH_MAX + 1024];
+        snprintf(file, sizeof(file), "%s/%s", o->dir, name);
+        size_t len;
+        char *body = dss_read_file(file, &len);
+        if (body) {
+            snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     len);
+            int rc = send_all(fd, head, strlen(head));
+            rc = rc == 0 ? send_all(fd, body, len) : rc;
+            free(body);
+            return rc;
+        }
+    }
+    static const char missing[] =
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    return send_all(fd, missing, sizeof(missing) - 1);
+}
+
+static int origin_is_stopping(origin_t *o) {
+    pthread_mutex_lock(&o->lock);
+    int stopping = o->stopping;
+    pthread_mutex_unlock(&o->lock);
+    return stopping;
+}
+
+static void *origin_serve(void *arg) {
+    origin_conn *conn = arg;
+    origin_t *o = conn->o;
+    int fd = conn->fd;
+    free(conn);
+    char buf[8192];
+    size_t used = 0;
+    while (!origin_is_stopping(o)) {
+        char *end = memmem(buf, used, "\r\n\r\n", 4);
+        if (end == NULL) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 100) <= 0) {
+                continue;
+            }
+            ssize_t n = recv(fd, buf + used, sizeof(buf) - used, 0);
+            if (n <= 0 || (used += (size_t)n) == sizeof(buf)) {
+                break;
+            }
+            continue;
+        }
+        /* "GET <path> HTTP/1.1" (requests carry no body) */
+        char method[16] = "", path[1024] = "";
+        *end = '\0';
+        sscanf(buf, "%15s %1023s", method, path);
+        size_t consumed = (size_t)(end + 4 - buf);
+        memmove(buf, buf + consumed, used - consumed);
+        used -= consumed;
+        if (origin_answer(o, fd, path) != 0) {
+            break;
+        }
+    }
+    close(fd);
+    pthread_mutex_lock(&o->lock);
+    o->connections--;
+    pthread_cond_broadcast(&o->changed);
+    pthread_mutex_unlock(&o->lock);
+    return NULL;
+}
+
+static void *origin_accept(void *arg) {
+    origin_t *o = arg;
+    while (!origin_is_stopping(o)) {
+        struct pollfd p = {o->listen_fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        int fd = accept4(o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        origin_conn *conn = malloc(sizeof(*conn));
+        pthread_t t;
+        pthread_mutex_lock(&o->lock);
+        o->connections++;
+        pthread_mutex_unlock(&o->lock);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (conn) {
+            conn->o = o;
+            conn->fd = fd;
+        }
+        if (conn == NULL || pthread_create(&t, NULL, origin_serve, conn) != 0) {
+            free(conn);
+            close(fd);
+            pthread_mutex_lock(&o->lock);
+            o->connections--;
+            pthread_mutex_unlock(&o->lock);
+            continue;
+        }
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static void origin_start(origin_t *o, const char *dir) {
+    memset(o, 0, sizeof(*o));
+    pthread_mutex_init(&o->lock, NULL);
+    pthread_cond_init(&o->changed, NULL);
+    snprintf(o->dir, sizeof(o->dir), "%s", dir);
+    o->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o->listen_fd >= 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    assert_int_equal(bind(o->listen_fd, (struct sockaddr *)&addr, len), 0);
+    assert_int_equal(listen(o->listen_fd, 128), 0);
+    assert_int_equal(getsockname(o->listen_fd, (struct sockaddr *)&addr, &len),
+                     0);
+    o->port = ntohs(addr.sin_port);
+    assert_int_equal(pthread_create(&o->thread, NULL, origin_accept, o), 0);
+    o->started = 1;
+}
+
+static void origin_set(origin_t *o, int *flag, int value) {
+    pthread_mutex_lock(&o->lock);
+    *flag = value;
+    pthread_cond_broadcast(&o->changed);
+    pthread_mutex_unlock(&o->lock);
+}
+
+static int origin_held(origin_t *o) {
+    pthread_mutex_lock(&o->lock);
+    int held = o->held;
+    pthread_mutex_unlock(&o->lock);
+    return held;
+}
+
+/* Probes that arrived in [from, to] (monotonic ms). */
+static int origin_probes_between(origin_t *o, long long from, long long to) {
+    int count = 0;
+    pthread_mutex_lock(&o->lock);
+    int n = o->probes < ORIGIN_MAX_PROBES ? o->probes : ORIGIN_MAX_PROBES;
+    for (int i = 0; i < n; i++) {
+        count += o->probe_at[i] >= from && o->probe_at[i] <= to;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return count;
+}
+
+static int origin_probes(origin_t *o) {
+    pthread_mutex_lock(&o->lock);
+    int n = o->probes;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+static void origin_stop(origin_t *o) {
+    if (!o->started) {
+        return;
+    }
+    pthread_mutex_lock(&o->lock);
+    o->stopping = 1;
+    pthread_cond_broadcast(&o->changed);
+    pthread_mutex_unlock(&o->lock);
+    pthread_join(o->thread, NULL);
+    close(o->listen_fd);
+    /* connection threads notice within one poll interval */
+    long long deadline = now_ms() + 5000;
+    pthread_mutex_lock(&o->lock);
+    while (o->connections > 0 && now_ms() < deadline) {
+        pthread_mutex_unlock(&o->lock);
+        pause_briefly();
+        pthread_mutex_lock(&o->lock);
+    }
+    pthread_mutex_unlock(&o->lock);
+    o->started = 0;
+}
+
+/* ---- fixture: one nginx (and maybe the origin) per test -------------------
+ */
+
+static dss_nginx nginx;
+static int nginx_prepared;
+
+#define MAX_FILL 4096
+static int fill_fds[MAX_FILL];
+static int fill_count;
+
+static int client_fds[2] = {-1, -1}; /* the shortage test's own clients */
+
+static void close_clients(void) {
+    for (int i = 0; i < 2; i++) {
+        if (client_fds[i] >= 0) {
+            close(client_fds[i]);
+            client_fds[i] = -1;
+        }
+    }
+}
+
+static void close_fill(void) {
+    for (int i = 0; i < fill_count; i++) {
+        if (fill_fds[i] >= 0) {
+            close(fill_fds[i]);
+        }
+    }
+    fill_count = 0;
+}
+
+static int setup(void **state) {
+    (void)state;
+    if (dss_nginx_prepare(&nginx) != 0) {
+        return -1;
+    }
+    nginx_prepared = 1;
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    close_fill();
+    close_clients();
+    if (nginx_prepared) {
+        dss_nginx_cleanup(&nginx);
+        nginx_prepared = 0;
+    }
+    origin_stop(&origin);
+    return 0;
+}
+
+/* Starts nginx with config, a printf format whose arguments follow. */
+static void start_nginx(const char *format, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static void start_nginx(const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    char *config = NULL;
+    int n = vasprintf(&config, format, ap);
+    va_end(ap);
+    assert_true(n > 0);
+    int rc = dss_nginx_start(&nginx, config);
+    free(config);
+    assert_int_equal(rc, 0);
+}
+
+/* No alert (or worse) in the error log, except lines holding allowed. */
+static void assert_no_alerts(const char *allowed) {
+    size_t len;
+    char *log = dss_read_file(dss_path(&nginx, "logs/error.log"), &len);
+    assert_non_null(log);
+    static const char *const bad[] = {"[alert]", "[emerg]", "exited on signal"};
+    for (char *line = log; line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end) {
+            *end = '\0';
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            if (strstr(line, bad[i]) &&
+                (allowed == NULL || strstr(line, allowed) == NULL)) {
+                fail_msg("error log: %s", line);
+            }
+        }
+        line = end ? end + 1 : NULL;
+    }
+    free(log);
+}
+
+static void write_bill(const char *rel, const char *id, size_t size) {
+    dss_write_bill(dss_path(&nginx, rel), id, size);
+}
+
+/* A GET over plain HTTP; *elapsed gets its wall time in ms. */
+static dss_response timed_get(const char *target, long timeout_ms,
+                              long long *elapsed) {
+    dss_request_options o = {.plain_http = 1, .timeout_ms = timeout_ms};
+    long long start = now_ms();
+    dss_response r = dss_request(&nginx, target, &o);
+    *elapsed = now_ms() - start;
+    return r;
+}
+
+/* r is exactly the bill in file path: 200, application/pdf, exact length,
+ * not chunked, the same bytes. */
+static void assert_bill(const dss_response *r, const char *path,
+                        const char *what) {
+    size_t len;
+    char *expected = dss_read_file(path, &len);
+    assert_non_null(expected);
+    char length[32];
+    snprintf(length, sizeof(length), "%zu", len);
+    if (r->curl_code != CURLE_OK || r->status != 200) {
+        fail_msg("%s: curl code %d, status %ld (expected 200)", what,
+                 r->curl_code, r->status);
+    }
+    const char *type = dss_header(r, "Content-Type");
+    if (type == NULL || strcmp(type, "application/pdf") != 0) {
+        fail_msg("%s: Content-Type %s", what, type ? type : "(none)");
+    }
+    const char *cl = dss_header(r, "Content-Length");
+    if (cl == NULL || strcmp(cl, length) != 0) {
+        fail_msg("%s: Content-Length %s, expected %s", what, cl ? cl : "(none)",
+                 length);
+    }
+    assert_null(dss_header(r, "Transfer-Encoding"));
+    if (r->body_len != len || memcmp(r->body, expected, len) != 0) {
+        fail_msg("%s: %zu body bytes differ from the %zu of %s", what,
+                 r->body_len, len, path);
+    }
+    free(expected);
+}
+
+/* Polls the error log until it holds more than before lines with needle. */
+static int log_grows(const char *needle, int before, long timeout_ms) {
+    long long deadline = now_ms() + timeout_ms;
+    while (dss_error_log_count(&nginx, needle) <= before) {
+        if (now_ms() > deadline) {
+            return 0;
+        }
+        pause_briefly();
+    }
+    return 1;
+}
+
+/* ---- T5: a DNS server that never answers -----------------------------------
+ *
+ * resolv.conf: "timeout:6 attempts:1", so a lookup blocks its resolver
+ * thread for 6 s. Nothing may wait for that thread: not the worker (when a
+ * fetch is cancelled or times out), not the document root, not health.
+ */
+
+static const char *const dns_config =
+    "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+    "server {\n"
+    "    listen 127.0.0.1:@PORT@;\n"
+    "    location /root/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_root @PREFIX@/bills;\n"
+    "    }\n"
+    "    location /dns/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://" BLACKHOLED_HOST
+    ":%d/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_connect_timeout 2s;\n"
+    "        %s\n"
+    "    }\n"
+    "}\n";
+
+/* A document-root download that must answer fast and byte-exact. */
+static long long root_download_ms(const char *id, long long bound_ms) {
+    char target[128], rel[128];
+    snprintf(target, sizeof(target), "/root/download/%s", id);
+    snprintf(rel, sizeof(rel), "bills/%s.pdf", id);
+    long long ms;
+    dss_response r = timed_get(target, 15000, &ms);
+    if (ms >= bound_ms) {
+        fail_msg("the document root answered %s in %lld ms (bound %lld ms)",
+                 target, ms, bound_ms);
+    }
+    assert_bill(&r, dss_path(&nginx, rel), target);
+    dss_response_free(&r);
+    return ms;
+}
+
+static void
+test_T5_client_abort_during_dns_does_not_block_the_worker(void **state) {
+    (void)state;
+    skip_unless_dns();
+    write_bill("bills/100000000001.pdf", "100000000001", 0);
+    write_bill("bills/100000000002.pdf", "100000000002", 30000);
+    start_nginx(dns_config, 80, "dss_bill_upstream_health_url off;");
+
+    /* a download that waits on the lookup... */
+    int queries = dns_queries();
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dns/download/300000000001",
+             nginx.port);
+    CURLM *multi = curl_multi_init();
+    CURL *easy = curl_easy_init();
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_multi_add_handle(multi, easy);
+    int running = 1;
+    long long deadline = now_ms() + 5000;
+    while (dns_queries() == queries && running && now_ms() < deadline) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 10, NULL);
+    }
+    int reached = dns_queries() > queries;
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+
+    /* ...whose client gives up while the lookup is in flight */
+    int cancelled = dss_error_log_count(&nginx, "cancelled");
+    long long aborted = now_ms();
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_cleanup(easy);
+    curl_multi_cleanup(multi);
+    if (!reached) {
+        fail_msg("the lookup never reached the blackhole DNS server "
+                 "(status %ld)",
+                 status);
+    }
+
+    /* the worker notices the abort and cancels the fetch (it logs that
+     * before removing the transfer); meanwhile and after, the document
+     * root answers at once */
+    long long worst = 0;
+    int seen = 0;
+    for (int i = 0; now_ms() - aborted < 3000; i++) {
+        seen = seen || dss_error_log_count(&nginx, "cancelled") > cancelled;
+        long long ms =
+            root_download_ms(i % 2 ? "100000000001" : "100000000002", 1000);
+        worst = ms > worst ? ms : worst;
+        if (seen && now_ms() - aborted > 1000) {
+            break;
+        }
+    }
+    print_message("slowest root download after the abort: %lld ms\n", worst);
+    if (!seen) {
+        fail_msg("the fetch was never cancelled after its client left");
+    }
+    assert_no_alerts(NULL);
+}
+
+static void test_T5_dns_timeout_answers_within_connect_timeout(void **state) {
+    (void)state;
+    skip_unless_dns();
+    write_bill("bills/100000000001.pdf", "100000000001", 0);
+    start_nginx(dns_config, 80, "dss_bill_upstream_health_url off;");
+
+    int queries = dns_queries();
+    long long ms;
+    dss_response r = timed_get("/dns/download/300000000002", 15000, &ms);
+    print_message("blackholed fetch answered %ld in %lld ms\n", r.status, ms);
+    assert_int_equal(r.curl_code, CURLE_OK);
+    assert_int_equal(r.status, 500);
+    dss_response_free(&r);
+    assert_true(dns_queries() > queries);
+    /* connect timeout 2 s (it covers the lookup); the resolver's 6 s must
+     * not show */
+    if (ms >= 4000) {
+        fail_msg("the 500 took %lld ms with a 2 s connect timeout", ms);
+    }
+    /* and the worker is not left waiting for the resolver afterwards */
+    root_download_ms("100000000001", 1000);
+    assert_no_alerts(NULL);
+}
+
+static void test_T5_health_probe_dns_does_not_stall_root(void **state) {
+    (void)state;
+    skip_unless_dns();
+    write_bill("bills/100000000001.pdf", "100000000001", 0);
+    write_bill("bills/100000000002.pdf", "100000000002", 30000);
+    int queries = dns_queries();
+    long long started = now_ms();
+    start_nginx(dns_config, 80, "dss_bill_health_interval 200ms;");
+
+    /* the worker probes the blackholed archive from its start: every probe
+     * waits on the lookup, times out (connect timeout 2 s), is retried */
+    long long first_query = 0;
+    long long worst = 0, worst_health = 0;
+    for (int i = 0; now_ms() - started < 15000; i++) {
+        if (first_query == 0 && dns_queries() > queries) {
+            first_query = now_ms();
+        }
+        if (first_query && now_ms() - first_query > 3500) {
+            break;
+        }
+        long long ms =
+            root_download_ms(i % 2 ? "100000000001" : "100000000002", 1000);
+        worst = ms > worst ? ms : worst;
+
+        /* the health routes answer from their cached verdicts */
+        static const char *const health[] = {"/root/healthcheck",
+                                             "/dns/healthcheck"};
+        dss_response r = timed_get(health[i % 2], 15000, &ms);
+        assert_int_equal(r.curl_code, CURLE_OK);
+        if (i % 2 == 0) {
+            assert_int_equal(r.status, 200); /* the root is fine */
+        }
+        dss_response_free(&r);
+        if (ms >= 1000) {
+            fail_msg("%s answered in %lld ms", health[i % 2], ms);
+        }
+        worst_health = ms > worst_health ? ms : worst_health;
+    }
+    print_message("slowest root download %lld ms, slowest health %lld ms\n",
+                  worst, worst_health);
+    if (first_query == 0) {
+        fail_msg("no probe reached the blackhole DNS server");
+    }
+    /* H3: and health tells the truth about the unresolvable archive */
+    long status = 0;
+    for (long long end = now_ms() + 5000; status != 503 && now_ms() < end;) {
+        long long ms;
+        dss_response r = timed_get("/dns/healthcheck", 2000, &ms);
+        status = r.status;
+        dss_response_free(&r);
+        if (status != 503) {
+            pause_briefly();
+        }
+    }
+    assert_int_equal(status, 503);
+    assert_no_alerts(NULL);
+}
+
+/* ---- T5: a full connection table fails one fetch, not the archive --------
+ */
+
+/* Lines of nginx's alert that its connection table is full (not the
+ * warning that it reuses idle connections). */
+static int table_full_alerts(void) {
+    size_t len;
+    char *log = dss_read_file(dss_path(&nginx, "logs/error.log"), &len);
+    assert_non_null(log);
+    int count = 0;
+    for (char *line = log; line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end) {
+            *end = '\0';
+        }
+        count += strstr(line, "[alert]") != NULL &&
+                 strstr(line, "worker_connections are not enough") != NULL;
+        line = end ? end + 1 : NULL;
+    }
+    free(log);
+    return count;
+}
+
+/* Connects to nginx over TCP; -1 if the connection is refused. */
+static int connect_nginx(void) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)nginx.port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads one response from fd (Content-Length framed, or to the close);
+ * returns its status, 0 if none arrived within timeout_ms. */
+static long read_status(int fd, long timeout_ms, char **body,
+                        size_t *body_len) {
+    size_t cap = 65536, used = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    long long deadline = now_ms() + timeout_ms;
+    long status = 0;
+    for (;;) {
+        buf[used] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf, "\r\ncontent-length:");
+            if (cl && cl < end) {
+                size_t want = (size_t)strtoul(cl + 17, NULL, 10);
+                if (used >= (size_t)(end + 4 - buf) + want) {
+                    break;
+                }
+            }
+        }
+        long long left = deadline - now_ms();
+        struct pollfd p = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            break;
+        }
+        if (used == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+        ssize_t n = recv(fd, buf + used, cap - used, 0);
+        if (n <= 0) {
+            break;
+        }
+        used += (size_t)n;
+    }
+    buf[used] = '\0';
+    sscanf(buf, "HTTP/1.1 %ld", &status);
+    char *end = strstr(buf, "\r\n\r\n");
+    if (body) {
+        size_t skip = end ? (size_t)(end + 4 - buf) : used;
+        *body_len = used - skip;
+        *body = malloc(*body_len + 1);
+        assert_non_null(*body);
+        memcpy(*body, buf + skip, *body_len);
+    }
+    free(buf);
+    return status;
+}
+
+static void
+test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
+    (void)state;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2048) {
+        fprintf(stderr,
+                "SKIP: RLIMIT_NOFILE %lu: this test holds 1024 "
+                "connections\n",
+                (unsigned long)rl.rlim_cur);
+        skip();
+    }
+    mkdir(dss_path(&nginx, "origin"), 0755);
+    static const char *const ids[] = {"held1",      "2000000001", "2000000002",
+                                      "2000000003", "2000000004", "2000000005",
+                                      "late1"};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "origin/%s.pdf", ids[i]);
+        write_bill(rel, ids[i], 3000 + 1000 * i);
+    }
+    origin_start(&origin, dss_path(&nginx, "origin"));
+    origin_set(&origin, &origin.hold_health, 1);
+    origin_set(&origin, &origin.hold_bills, 1);
+
+    /* harness: worker_connections 1024 */
+    start_nginx("dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+                "server {\n"
+                "    listen 127.0.0.1:@PORT@ deferred;\n"
+                "    location = /ping { return 204; }\n"
+                "    location /arch/ {\n"
+                "        dss_bill;\n"
+                "        dss_bill_upstream http://127.0.0.1:%1$d/b/"
+                "$dss_bill_id.pdf;\n"
+                "        dss_bill_upstream_health_url "
+                "http://127.0.0.1:%1$d/health;\n"
+                "        dss_bill_health_interval 100ms;\n"
+                "        dss_bill_upstream_timeout 30s;\n"
+                "    }\n"
+                "}\n",
+                origin.port);
+
+    /* a slow health probe in flight, and a download parked at the origin */
+    long long deadline = now_ms() + 10000;
+    while (origin_held(&origin) < 1 && now_ms() < deadline) {
+        pause_briefly();
+    }
+    assert_int_equal(origin_held(&origin), 1);
+    int parked = client_fds[0] = connect_nginx();
+    assert_true(parked >= 0);
+    static const char parked_request[] =
+        "GET /arch/download/held1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_int_equal(
+        send_all(parked, parked_request, sizeof(parked_request) - 1), 0);
+    while (origin_held(&origin) < 2 && now_ms() < deadline) {
+        pause_briefly();
+    }
+    assert_int_equal(origin_held(&origin), 2);
+
+    /* a client whose request is complete but for its last line */
+    int late = client_fds[1] = connect_nginx();
+    assert_true(late >= 0);
+    static const char late_head[] =
+        "GET /arch/download/late1 HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    assert_int_equal(send_all(late, late_head, sizeof(late_head) - 1), 0);
+
+    /* fill the connection table with clients in the middle of a request
+     * line: with "deferred", nginx accepts each with its data and reads it
+     * at once, so none is reusable; nginx says when the table is full */
+    static const char partial[] = "GET /ping HTTP/1.1\r\n";
+    while (fill_count < 1200 && table_full_alerts() == 0) {
+        for (int i = 0; i < 32 && fill_count < MAX_FILL; i++) {
+            int fd = connect_nginx();
+            if (fd < 0) {
+                break;
+            }
+            fill_fds[fill_count++] = fd;
+            send_all(fd, partial, sizeof(partial) - 1);
+        }
+        pause_briefly();
+    }
+    if (table_full_alerts() == 0) {
+        fail_msg("%d connections did not fill nginx's table", fill_count);
+    }
+    print_message("the table is full after %d client connections\n",
+                  fill_count);
+
+    /* now the last line: this fetch cannot get a connection for its
+     * socket; it alone may fail */
+    assert_int_equal(send_all(late, "\r\n", 2), 0);
+    char *late_body = NULL;
+    size_t late_len = 0;
+    long late_status = read_status(late, 10000, &late_body, &late_len);
+    print_message("the fetch started during the shortage: %ld\n", late_status);
+    if (late_status == 200) {
+        size_t len;
+        char *expected =
+            dss_read_file(dss_path(&nginx, "origin/late1.pdf"), &len);
+        assert_int_equal(late_len, len);
+        assert_memory_equal(late_body, expected, len);
+        free(expected);
+    } else if (late_status != 500) {
+        fail_msg("the fetch started during the shortage answered %ld",
+                 late_status);
+    }
+    free(late_body);
+
+    /* the shortage ends */
+    close_fill();
+    deadline = now_ms() + 10000;
+    long ping = 0;
+    while (ping != 204 && now_ms() < deadline) {
+        long long ms;
+        dss_response r = timed_get("/ping", 2000, &ms);
+        ping = r.status;
+        dss_response_free(&r);
+    }
+    assert_int_equal(ping, 204);
+
+    /* the archive serves at once, while the slow probe is still in flight */
+    long long ms0;
+    for (int i = 1; i <= 5; i++) {
+        char target[64], rel[64];
+        snprintf(target, sizeof(target), "/arch/download/200000000%d", i);
+        snprintf(rel, sizeof(rel), "origin/200000000%d.pdf", i);
+        long long ms;
+        dss_response r = timed_get(target, 15000, &ms);
+        print_message("%s after the shortage: %ld in %lld ms\n", target,
+                      r.status, ms);
+        assert_bill(&r, dss_path(&nginx, rel), target);
+        dss_response_free(&r);
+        if (ms >= 1000) {
+            fail_msg("%s took %lld ms after the shortage", target, ms);
+        }
+    }
+
+    /* health is truthful: the archive serves (the probe is in flight) */
+    dss_response h = timed_get("/arch/healthcheck", 2000, &ms0);
+    assert_int_equal(h.status, 200);
+    dss_response_free(&h);
+
+    /* the download that was parked through the shortage completes */
+    origin_set(&origin, &origin.hold_bills, 0);
+    char *body = NULL;
+    size_t body_len = 0;
+    long status = read_status(parked, 10000, &body, &body_len);
+    close_clients();
+    size_t len;
+    char *expected = dss_read_file(dss_path(&nginx, "origin/held1.pdf"), &len);
+    if (status != 200 || body_len != len || memcmp(body, expected, len) != 0) {
+        fail_msg("the download in flight through the shortage: status %ld, "
+                 "%zu bytes (expected 200 and the %zu of held1.pdf)",
+                 status, body_len, len);
+    }
+    free(body);
+    free(expected);
+
+    /* health: the slow probe answers, the archive is up, health says so */
+    origin_set(&origin, &origin.hold_health, 0);
+    deadline = now_ms() + 5000;
+    long health = 0;
+    while (health != 200 && now_ms() < deadline) {
+        long long ms;
+        dss_response r = timed_get("/arch/healthcheck", 2000, &ms);
+        health = r.status;
+        dss_response_free(&r);
+        if (health != 200) {
+            pause_briefly();
+        }
+    }
+    assert_int_equal(health, 200);
+    long long ms;
+    dss_response r = timed_get("/arch/download/2000000005", 15000, &ms);
+    assert_bill(&r, dss_path(&nginx, "origin/2000000005.pdf"), "last");
+    dss_response_free(&r);
+
+    /* nginx's own alert for the full table is expected, nothing else */
+    assert_no_alerts("worker_connections are not enough");
+}
+
+/* ---- D6, D8: directio on the document root -------------------------------
+ */
+
+static const char *const directio_config =
+    "server {\n"
+    "    listen 127.0.0.1:@PORT@;\n"
+    "    dss_bill_root @PREFIX@/bills;\n"
+    "    location /dio/ { dss_bill; directio 4k; }\n"
+    "    location /dio-aio/ { dss_bill; directio 4k; aio threads; }\n"
+    "    location /dio-sendfile/ { dss_bill; directio 4k; sendfile on; }\n"
+    "}\n";
+
+static const char *const directio_locations[] = {"/dio/", "/dio-aio/",
+                                                 "/dio-sendfile/"};
+
+/* O_DIRECT works on the prefix's file system (not on older tmpfs). */
+static void skip_unless_directio(void) {
+    const char *path = dss_path(&nginx, "bills/odirect-probe");
+    dss_write_file(path, "x", 1);
+    int fd = open(path, O_RDONLY);
+    int ok = fd >= 0 && fcntl(fd, F_SETFL, O_DIRECT) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    unlink(path);
+    if (!ok) {
+        fprintf(stderr, "SKIP: O_DIRECT is not supported under %s\n",
+                nginx.prefix);
+        skip();
+    }
+}
+
+static void test_D6_directio_root_bills_are_served(void **state) {
+    (void)state;
+    skip_unless_directio();
+    static const size_t sizes[] = {3 * 1024, 4 * 1024, 5 * 1024, 100 * 1024,
+                                   1024 * 1024 + 17};
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    for (size_t i = 0; i < N; i++) {
+        char id[32], rel[64];
+        snprintf(id, sizeof(id), "40000000000%zu", i);
+        snprintf(rel, sizeof(rel), "bills/%s.pdf", id);
+        write_bill(rel, id, sizes[i]);
+    }
+    start_nginx("%s", directio_config);
+
+    /* twice: the second time from the page cache, if any */
+    for (int round = 0; round < 2; round++) {
+        for (size_t l = 0; l < 3; l++) {
+            for (size_t i = 0; i < N; i++) {
+                char target[128], rel[64];
+                snprintf(target, sizeof(target), "%sdownload/40000000000%zu",
+                         directio_locations[l], i);
+                snprintf(rel, sizeof(rel), "bills/40000000000%zu.pdf", i);
+                long long ms;
+                dss_response r = timed_get(target, 10000, &ms);
+                assert_bill(&r, dss_path(&nginx, rel), target);
+                dss_response_free(&r);
+            }
+        }
+    }
+    assert_int_equal(dss_error_log_count(&nginx, "pread() failed"), 0);
+    assert_no_alerts(NULL);
+}
+
+static void test_D8_directio_incomplete_root_bill_is_500(void **state) {
+    (void)state;
+    skip_unless_directio();
+
+    /* a print job still writing: a 100 KB bill cut at 60 KB */
+    write_bill("bills/500000000001.pdf", "500000000001", 100 * 1024);
+    assert_int_equal(
+        truncate(dss_path(&nginx, "bills/500000000001.pdf"), 60 * 1024 + 3), 0);
+    /* 8 KB, then 2,000 bytes after its %%EOF: not within the last 1,024 */
+    write_bill("bills/500000000002.pdf", "500000000002", 8 * 1024);
+    /* 8 KB + 17, then 1,000 bytes after its %%EOF: still complete */
+    write_bill("bills/500000000003.pdf", "500000000003", 8 * 1024 + 17);
+    char filler[2000];
+    for (size_t i = 0; i < sizeof(filler); i++) {
+        filler[i] = i % 64 == 63 ? '\n' : (char)('a' + i % 26);
+    }
+    FILE *f = fopen(dss_path(&nginx, "bills/500000000002.pdf"), "ab");
+    assert_non_null(f);
+    assert_int_equal(fwrite(filler, 1, 2000, f), 2000);
+    fclose(f);
+    f = fopen(dss_path(&nginx, "bills/500000000003.pdf"), "ab");
+    assert_non_null(f);
+    assert_int_equal(fwrite(filler, 1, 1000, f), 1000);
+    fclose(f);
+    start_nginx("%s", directio_config);
+
+    for (size_t l = 0; l < 3; l++) {
+        for (int i = 1; i <= 2; i++) {
+            char target[128];
+            snprintf(target, sizeof(target), "%sdownload/50000000000%d",
+                     directio_locations[l], i);
+            int before =
+                dss_error_log_count(&nginx, "bill is not a complete PDF");
+            long long ms;
+            dss_response r = timed_get(target, 10000, &ms);
+            assert_int_equal(r.curl_code, CURLE_OK);
+            if (r.status != 500) {
+                fail_msg("%s: status %ld for an incomplete bill", target,
+                         r.status);
+            }
+            dss_response_free(&r);
+            if (!log_grows("bill is not a complete PDF", before, 5000)) {
+                fail_msg("%s: no \"bill is not a complete PDF\" logged",
+                         target);
+            }
+        }
+        char target[128];
+        snprintf(target, sizeof(target), "%sdownload/500000000003",
+                 directio_locations[l]);
+        long long ms;
+        dss_response r = timed_get(target, 10000, &ms);
+        assert_bill(&r, dss_path(&nginx, "bills/500000000003.pdf"), target);
+        dss_response_free(&r);
+    }
+    assert_no_alerts(NULL);
+}
+
+/* ---- T5: only workers probe the archive ----------------------------------
+ */
+
+/* Counts nginx's helper processes whose title holds what. */
+static int helper_processes(const char *what) {
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0])) {
+            continue;
+        }
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        size_t len;
+        char *stat = dss_read_file(path, &len);
+        char *paren = stat ? strrchr(stat, ')') : NULL;
+        int ppid = 0;
+        if (paren == NULL || sscanf(paren + 1, " %*c %d", &ppid) != 1 ||
+            ppid != nginx.pid) {
+            free(stat);
+            continue;
+        }
+        free(stat);
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        char *cmdline = dss_read_file(path, &len);
+        count += cmdline && strstr(cmdline, what) != NULL;
+        free(cmdline);
+    }
+    closedir(d);
+    return count;
+}
+
+static void test_T5_only_workers_probe_the_archive(void **state) {
+    (void)state;
+    mkdir(dss_path(&nginx, "origin"), 0755);
+    origin_start(&origin, dss_path(&nginx, "origin"));
+    start_nginx("proxy_cache_path @PREFIX@/cache keys_zone=z:1m;\n"
+                "server {\n"
+                "    listen 127.0.0.1:@PORT@;\n"
+                "    location /arch/ {\n"
+                "        dss_bill;\n"
+                "        dss_bill_upstream http://127.0.0.1:%1$d/b/"
+                "$dss_bill_id.pdf;\n"
+                "        dss_bill_upstream_health_url "
+                "http://127.0.0.1:%1$d/health;\n"
+                "        dss_bill_health_interval 100ms;\n"
+                "    }\n"
+                "}\n",
+                origin.port);
+
+    /* the helpers are there (else this proves nothing) */
+    long long deadline = now_ms() + 10000;
+    while ((helper_processes("cache manager") < 1 ||
+            helper_processes("worker process") < 1 ||
+            origin_probes(&origin) < 1) &&
+           now_ms() < deadline) {
+        pause_briefly();
+    }
+    assert_int_equal(helper_processes("cache manager"), 1);
+    assert_int_equal(helper_processes("worker process"), 1);
+
+    /* one worker probing every 100 ms: about 20 probes in 2 s */
+    long long from = now_ms();
+    while (now_ms() - from < 2000) {
+        pause_briefly();
+    }
+    long long to = now_ms();
+    int probes = origin_probes_between(&origin, from, to);
+    long long window = to - from;
+    long long bound = window / 100 * 3 / 2 + 2;
+    print_message("%d probes in %lld ms (bound %lld)\n", probes, window, bound);
+    if (probes > bound) {
+        fail_msg("%d probes in %lld ms with one worker probing every 100 ms",
+                 probes, window);
+    }
+    if (probes < 3) {
+        fail_msg("only %d probes in %lld ms: the worker does not probe", probes,
+                 window);
+    }
+    assert_no_alerts(NULL);
+}
+
+/* ---- D3, H2: headers and bodies of other modules -------------------------
+ */
+
+/* How many header lines called name (the harness returns the first). */
+static int header_count(const dss_response *r, const char *name) {
+    size_t name_len = strlen(name);
+    int count = 0;
+    for (const char *line = r->headers; line && *line;) {
+        if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+            count++;
+        }
+        line = strstr(line, "\r\n");
+        line = line ? line + 2 : NULL;
+    }
+    return count;
+}
+
+static void test_D3_expires_does_not_add_a_second_cache_control(void **state) {
+    (void)state;
+    write_bill("bills/600000000001.pdf", "600000000001", 0);
+    start_nginx("server {\n"
+                "    listen 127.0.0.1:@PORT@;\n"
+                "    location /exp/ {\n"
+                "        dss_bill;\n"
+                "        dss_bill_root @PREFIX@/bills;\n"
+                "        expires 1h;\n"
+                "    }\n"
+                "}\n");
+    long long ms;
+    dss_response r = timed_get("/exp/download/600000000001", 10000, &ms);
+    assert_bill(&r, dss_path(&nginx, "bills/600000000001.pdf"), "expires");
+    if (header_count(&r, "Cache-Control") != 1) {
+        fail_msg("%d Cache-Control headers:\n%s",
+                 header_count(&r, "Cache-Control"), r.headers);
+    }
+    assert_string_equal(dss_header(&r, "Cache-Control"), "private, no-store");
+    dss_response_free(&r);
+    assert_no_alerts(NULL);
+}
+
+/*
+ * Observed on nginx 1.22 (see the report): with these filters a download
+ * comes back chunked (add_after_body appends bytes, sub_filter rewrites
+ * them); sub_filter and ssi leave the health check alone (they skip
+ * Content-Length: 0), but add_after_body makes it "Transfer-Encoding:
+ * chunked" with no body at all: the client waits for a chunk until
+ * keepalive_timeout. The module can keep the health check to H2.
+ */
+static void
+test_D3_health_has_content_length_zero_without_chunking_under_filters(
+    void **state) {
+    (void)state;
+    write_bill("bills/700000000001.pdf", "700000000001", 0);
+    start_nginx("server {\n"
+                "    listen 127.0.0.1:@PORT@;\n"
+                "    dss_bill_root @PREFIX@/bills;\n"
+                "    location = /added { return 200 \"ADDED\"; }\n"
+                "    location /add/ {\n"
+                "        dss_bill;\n"
+                "        addition_types *;\n"
+                "        add_after_body /added;\n"
+                "    }\n"
+                "    location /sub/ {\n"
+                "        dss_bill;\n"
+                "        sub_filter_types *;\n"
+                "        sub_filter a b;\n"
+                "    }\n"
+                "    location /ssi/ { dss_bill; ssi on; ssi_types *; }\n"
+                "}\n");
+    static const char *const targets[] = {
+        "/sub/healthcheck", "/ssi/healthcheck", "/add/healthcheck"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        long long ms;
+        dss_response r = timed_get(targets[i], 3000, &ms);
+        const char *te = dss_header(&r, "Transfer-Encoding");
+        const char *cl = dss_header(&r, "Content-Length");
+        print_message("%s: curl %d, %ld, %lld ms, Content-Length %s, "
+                      "Transfer-Encoding %s, %zu body bytes\n",
+                      targets[i], r.curl_code, r.status, ms, cl ? cl : "-",
+                      te ? te : "-", r.body_len);
+        if (r.curl_code != CURLE_OK || r.status != 200 || te != NULL ||
+            cl == NULL || strcmp(cl, "0") != 0 || r.body_len != 0) {
+            fail_msg("%s is not a 200 with Content-Length: 0 and no body "
+                     "(curl %d, status %ld, %lld ms, Transfer-Encoding %s)",
+                     targets[i], r.curl_code, r.status, ms, te ? te : "-");
+        }
+        dss_response_free(&r);
+    }
+    assert_no_alerts(NULL);
+}
+
+int main(void) {
+    /* before any thread: the private mount namespace for the DNS tests */
+    dns_setup();
+
+    /* the connection-shortage test holds ~1,024 connections; nginx, started
+     * from here, inherits the limit too */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192 &&
+        rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_T5_client_abort_during_dns_does_not_block_the_worker, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_T5_dns_timeout_answers_within_connect_timeout, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_T5_health_probe_dns_does_not_stall_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_T5_connection_shortage_fails_one_fetch_not_the_archive, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_D6_directio_root_bills_are_served,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_D8_directio_incomplete_root_bill_is_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_T5_only_workers_probe_the_archive,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_D3_expires_does_not_add_a_second_cache_control, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_D3_health_has_content_length_zero_without_chunking_under_filters,
+            setup, teardown),
+    };
+    /* DSS_TEST_FILTER=test_T5_* runs a subset */
+    const char *filter = getenv("DSS_TEST_FILTER");
+    if (filter && *filter) {
+        cmocka_set_test_filter(filter);
+    }
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (dns.fd >= 0) {
+        close(dns.fd);
+    }
+    return failed;
+}
