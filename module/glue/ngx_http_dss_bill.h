@@ -97,6 +97,7 @@ typedef struct {
     ngx_str_t                     upstream_health_url;  /* "off": no probe */
 
     /* derived at configuration time */
+    void                        **loc_conf;      /* rewriting filters off */
     dss_bill_id_rule              id_rule;
     dss_bill_upstream_options     upstream_options;
     ngx_http_dss_bill_health_t   *health;
@@ -157,6 +158,8 @@ ngx_int_t ngx_http_dss_bill_health_start(ngx_cycle_t *cycle,
 void ngx_http_dss_bill_health_stop(ngx_array_t *healths);
 
 void ngx_http_dss_bill_suppress_transforms(ngx_http_request_t *r);
+char *ngx_http_dss_bill_filters_off(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *dlcf);
 ngx_table_elt_t *ngx_http_dss_bill_add_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
 ngx_int_t ngx_http_dss_bill_set_cache_control(ngx_http_request_t *r,

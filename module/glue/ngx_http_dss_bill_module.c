@@ -454,6 +454,10 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_dss_bill_filters_off(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     conf->health = ngx_http_dss_bill_health_create(cf, conf);
     if (conf->health == NULL) {
         return NGX_CONF_ERROR;

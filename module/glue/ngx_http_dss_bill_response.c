@@ -17,6 +17,23 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_str_t  ngx_http_dss_bill_cache_control_key =
     ngx_string("Cache-Control");
 
+
+/*
+ * nginx's filters that rewrite a body or its type, and so drop the
+ * Content-Length or change the bytes when configured for every type
+ * ("sub_filter_types *", "ssi_types *", "addition_types *"...)
+ */
+
+static const char  *ngx_http_dss_bill_rewriting_filters[] = {
+    "ngx_http_addition_filter_module",
+    "ngx_http_sub_filter_module",
+    "ngx_http_ssi_filter_module",
+    "ngx_http_charset_filter_module",
+    "ngx_http_xslt_filter_module",
+    "ngx_http_image_filter_module",
+    NULL
+};
+
 static ngx_str_t  ngx_http_dss_bill_pdf_type = ngx_string("application/pdf");
 static ngx_str_t  ngx_http_dss_bill_private = ngx_string("private, no-store");
 static ngx_str_t  ngx_http_dss_bill_nosniff_key =
@@ -159,6 +176,78 @@ ngx_http_dss_bill_fail(ngx_http_request_t *r, dss_bill_outcome outcome,
 
 
 /*
+ * D3, H2: the location's configuration as the module's own answers see it:
+ * the same, except that the filters above have their defaults (off). Built
+ * here, at configuration time; the handler switches r->loc_conf to it.
+ */
+
+char *
+ngx_http_dss_bill_filters_off(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *dlcf)
+{
+    void                 **loc_conf, *parent, *child;
+    ngx_uint_t             i, m;
+    ngx_module_t          *module;
+    ngx_http_module_t     *ctx;
+    ngx_http_conf_ctx_t   *hctx;
+
+    /* during the merge, cf->ctx holds this very location's configuration */
+
+    hctx = cf->ctx;
+
+    loc_conf = ngx_palloc(cf->pool, ngx_http_max_module * sizeof(void *));
+    if (loc_conf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(loc_conf, hctx->loc_conf, ngx_http_max_module * sizeof(void *));
+
+    for (m = 0; cf->cycle->modules[m]; m++) {
+        module = cf->cycle->modules[m];
+
+        if (module->type != NGX_HTTP_MODULE) {
+            continue;
+        }
+
+        for (i = 0; ngx_http_dss_bill_rewriting_filters[i]; i++) {
+            if (ngx_strcmp(module->name, ngx_http_dss_bill_rewriting_filters[i])
+                == 0)
+            {
+                break;
+            }
+        }
+
+        ctx = module->ctx;
+
+        if (ngx_http_dss_bill_rewriting_filters[i] == NULL
+            || ctx->create_loc_conf == NULL)
+        {
+            continue;
+        }
+
+        parent = ctx->create_loc_conf(cf);
+        child = ctx->create_loc_conf(cf);
+
+        if (parent == NULL || child == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ctx->merge_loc_conf
+            && ctx->merge_loc_conf(cf, parent, child) != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        loc_conf[module->ctx_index] = child;
+    }
+
+    dlcf->loc_conf = loc_conf;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
  * D3: nothing downstream may compress the body, drop its length, or turn
  * the answer into a 304 or 412.
  */
@@ -166,6 +255,16 @@ ngx_http_dss_bill_fail(ngx_http_request_t *r, dss_bill_outcome outcome,
 void
 ngx_http_dss_bill_suppress_transforms(ngx_http_request_t *r)
 {
+    ngx_http_dss_bill_loc_conf_t  *dlcf;
+
+    /* the body-rewriting filters at their defaults (off) */
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_dss_bill_module);
+
+    if (dlcf->loc_conf) {
+        r->loc_conf = dlcf->loc_conf;
+    }
+
     r->disable_not_modified = 1;
     r->allow_ranges = 0;
 

@@ -1316,15 +1316,14 @@ static void test_D3_expires_does_not_add_a_second_cache_control(void **state) {
 }
 
 /*
- * Observed on nginx 1.22 (see the report): with these filters a download
- * comes back chunked (add_after_body appends bytes, sub_filter rewrites
- * them); sub_filter and ssi leave the health check alone (they skip
- * Content-Length: 0), but add_after_body makes it "Transfer-Encoding:
- * chunked" with no body at all: the client waits for a chunk until
- * keepalive_timeout. The module can keep the health check to H2.
+ * nginx's body-rewriting filters, enabled for every type in dss_bill
+ * locations, would drop the Content-Length and change the bytes (sub_filter
+ * rewrites them, add_after_body appends, and even turns the health answer
+ * into "Transfer-Encoding: chunked" with no body, so the client waits until
+ * keepalive_timeout); charset_types * would append "; charset=utf-8" to the
+ * type. The module's own answers see these filters switched off.
  */
-static void
-test_D3_health_has_content_length_zero_without_chunking_under_filters(
+static void test_D3_H2_body_rewriting_filters_leave_bills_and_health_alone(
     void **state) {
     (void)state;
     write_bill("bills/700000000001.pdf", "700000000001", 0);
@@ -1335,32 +1334,50 @@ test_D3_health_has_content_length_zero_without_chunking_under_filters(
                 "    location /add/ {\n"
                 "        dss_bill;\n"
                 "        addition_types *;\n"
+                "        add_before_body /added;\n"
                 "        add_after_body /added;\n"
                 "    }\n"
                 "    location /sub/ {\n"
                 "        dss_bill;\n"
                 "        sub_filter_types *;\n"
+                "        sub_filter_once off;\n"
+                "        sub_filter PDF XYZ;\n"
                 "        sub_filter a b;\n"
                 "    }\n"
                 "    location /ssi/ { dss_bill; ssi on; ssi_types *; }\n"
+                "    location /cs/ {\n"
+                "        dss_bill;\n"
+                "        charset utf-8;\n"
+                "        charset_types *;\n"
+                "    }\n"
                 "}\n");
-    static const char *const targets[] = {
-        "/sub/healthcheck", "/ssi/healthcheck", "/add/healthcheck"};
-    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+    static const char *const locations[] = {"/sub/", "/ssi/", "/add/",
+                                            "/cs/"};
+    for (size_t i = 0; i < sizeof(locations) / sizeof(locations[0]); i++) {
+        char target[128];
         long long ms;
-        dss_response r = timed_get(targets[i], 3000, &ms);
+
+        snprintf(target, sizeof(target), "%shealthcheck", locations[i]);
+        dss_response r = timed_get(target, 3000, &ms);
         const char *te = dss_header(&r, "Transfer-Encoding");
         const char *cl = dss_header(&r, "Content-Length");
         print_message("%s: curl %d, %ld, %lld ms, Content-Length %s, "
                       "Transfer-Encoding %s, %zu body bytes\n",
-                      targets[i], r.curl_code, r.status, ms, cl ? cl : "-",
+                      target, r.curl_code, r.status, ms, cl ? cl : "-",
                       te ? te : "-", r.body_len);
         if (r.curl_code != CURLE_OK || r.status != 200 || te != NULL ||
             cl == NULL || strcmp(cl, "0") != 0 || r.body_len != 0) {
-            fail_msg("%s is not a 200 with Content-Length: 0 and no body "
+            fail_msg("H2: %s is not a 200 with Content-Length: 0 and no body "
                      "(curl %d, status %ld, %lld ms, Transfer-Encoding %s)",
-                     targets[i], r.curl_code, r.status, ms, te ? te : "-");
+                     target, r.curl_code, r.status, ms, te ? te : "-");
         }
+        dss_response_free(&r);
+
+        /* D3: the bill's exact bytes, its exact length, its exact type */
+        snprintf(target, sizeof(target), "%sdownload/700000000001",
+                 locations[i]);
+        r = timed_get(target, 3000, &ms);
+        assert_bill(&r, dss_path(&nginx, "bills/700000000001.pdf"), target);
         dss_response_free(&r);
     }
     assert_no_alerts(NULL);
@@ -1401,7 +1418,7 @@ int main(void) {
             test_D3_expires_does_not_add_a_second_cache_control, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
-            test_D3_health_has_content_length_zero_without_chunking_under_filters,
+            test_D3_H2_body_rewriting_filters_leave_bills_and_health_alone,
             setup, teardown),
     };
     /* DSS_TEST_FILTER=test_T5_* runs a subset */
