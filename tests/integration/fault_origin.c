@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,36 @@ const char *fault_origin_pdf(void) {
         pdf_body[FAULT_ORIGIN_PDF_SIZE] = '\0';
     }
     return pdf_body;
+}
+
+void fault_origin_fill_tagged(char *dst, size_t len, const char *id,
+                              size_t base) {
+    char record[96];
+    size_t pos = 0;
+    while (pos < len) {
+        int n = snprintf(record, sizeof(record), "[%.60s@%zx]", id, base + pos);
+        size_t take = (size_t)n < len - pos ? (size_t)n : len - pos;
+        memcpy(dst + pos, record, take);
+        pos += take;
+    }
+}
+
+char *fault_origin_bill(const char *id, size_t size) {
+    static const char head[] = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n";
+    static const char tail[] = "\n%%EOF\n";
+    size_t head_len = sizeof(head) - 1, tail_len = sizeof(tail) - 1;
+    if (size < 64) {
+        return NULL;
+    }
+    char *bill = malloc(size);
+    if (bill == NULL) {
+        return NULL;
+    }
+    memcpy(bill, head, head_len);
+    fault_origin_fill_tagged(bill + head_len, size - head_len - tail_len, id,
+                             head_len);
+    memcpy(bill + size - tail_len, tail, tail_len);
+    return bill;
 }
 
 typedef struct {
@@ -80,17 +111,148 @@ static void send_pdf(int fd, const char *extra_headers) {
     send_all(fd, fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE);
 }
 
-static void respond(connection *c, const char *path) {
+/* Sends fault_origin_bill(id, size) with a length; the connection stays
+ * open unless close_after. */
+static int send_bill(int fd, const char *id, size_t size, int close_after) {
+    char head[256];
+    char *bill = fault_origin_bill(id, size);
+    if (bill == NULL) {
+        return -1;
+    }
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+             "Content-Length: %zu\r\n%s\r\n",
+             size, close_after ? "Connection: close\r\n" : "");
+    int rc = send_text(fd, head) == 0 && send_all(fd, bill, size) == 0 ? 0 : -1;
+    free(bill);
+    return rc;
+}
+
+/* The response head, then fault_origin_bill(id, FRAMED_SIZE) as is. */
+static void send_framed(int fd, const char *head, const char *id) {
+    char *bill = fault_origin_bill(id, FAULT_ORIGIN_FRAMED_SIZE);
+    if (bill != NULL && send_text(fd, head) == 0) {
+        send_all(fd, bill, FAULT_ORIGIN_FRAMED_SIZE);
+    }
+    free(bill);
+}
+
+static void remember(fault_origin *o, const char *id, const char *request) {
+    /* header names start a line: "\r\nName:" (case-insensitive) */
+    int api_key = 0, authorization = 0;
+    for (const char *line = strstr(request, "\r\n"); line != NULL;
+         line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, "X-Api-Key:", 10) == 0) {
+            api_key = 1;
+        } else if (strncasecmp(line + 2, "Authorization:", 14) == 0) {
+            authorization = 1;
+        }
+    }
+    pthread_mutex_lock(&o->lock);
+    if (o->records_used < FAULT_ORIGIN_RECORDS) {
+        fault_origin_record *r = &o->records[o->records_used++];
+        snprintf(r->id, sizeof(r->id), "%.63s", id);
+        r->api_key = api_key;
+        r->authorization = authorization;
+    }
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* Answers one request; returns 1 when the connection stays open for the
+ * next one. */
+static int respond(connection *c, const char *path, const char *request) {
     int fd = c->fd;
     const char *pdf = fault_origin_pdf();
     char head[512];
 
-    if (strncmp(path, "/ok-", 4) == 0) {
+    if (strncmp(path, "/ka-unsolicited-", 16) == 0) {
+        char other[96];
+        if (send_bill(fd, path + 16, FAULT_ORIGIN_KA_SIZE, 0) != 0) {
+            return 0;
+        }
+        /* the module has the answer and parks the connection; then one more
+         * response nobody asked for arrives on it */
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        snprintf(other, sizeof(other), "E-%.60s", path + 16);
+        send_bill(fd, other, FAULT_ORIGIN_KA_SIZE, 0);
+        pthread_mutex_lock(&c->origin->lock);
+        c->origin->unsolicited_sent++;
+        pthread_mutex_unlock(&c->origin->lock);
+        return 1;
+    } else if (strncmp(path, "/ka-", 4) == 0) {
+        return send_bill(fd, path + 4, FAULT_ORIGIN_KA_SIZE, 0) == 0;
+    } else if (strncmp(path, "/cut-close-", 11) == 0) {
+        char *bill = fault_origin_bill(path + 11, FAULT_ORIGIN_FRAMED_SIZE);
+        if (bill != NULL &&
+            send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: application/pdf"
+                          "\r\n\r\n") == 0) {
+            send_all(fd, bill, 8000);
+        }
+        free(bill);
+        return 0; /* a clean close (FIN) after 8000 bytes */
+    } else if (strncmp(path, "/dup-length-", 12) == 0) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: %d\r\nContent-Length: 10\r\n"
+                 "Connection: close\r\n\r\n",
+                 FAULT_ORIGIN_FRAMED_SIZE);
+        send_framed(fd, head, path + 12);
+        return 0;
+    } else if (strncmp(path, "/dup-same-length-", 17) == 0) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: %d\r\nContent-Length: %d\r\n"
+                 "Connection: close\r\n\r\n",
+                 FAULT_ORIGIN_FRAMED_SIZE, FAULT_ORIGIN_FRAMED_SIZE);
+        send_framed(fd, head, path + 17);
+        return 0;
+    } else if (strncmp(path, "/cl-chunked-", 12) == 0) {
+        char *bill = fault_origin_bill(path + 12, FAULT_ORIGIN_FRAMED_SIZE);
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: %d\r\nTransfer-Encoding: chunked\r\n"
+                 "Connection: close\r\n\r\n",
+                 FAULT_ORIGIN_FRAMED_SIZE);
+        if (bill != NULL && send_text(fd, head) == 0) {
+            for (int off = 0; off < FAULT_ORIGIN_FRAMED_SIZE; off += 4096) {
+                int n = FAULT_ORIGIN_FRAMED_SIZE - off < 4096
+                            ? FAULT_ORIGIN_FRAMED_SIZE - off
+                            : 4096;
+                snprintf(head, sizeof(head), "%x\r\n", n);
+                send_text(fd, head);
+                send_all(fd, bill + off, (size_t)n);
+                send_text(fd, "\r\n");
+            }
+            send_text(fd, "0\r\n\r\n");
+        }
+        free(bill);
+        return 0;
+    } else if (strncmp(path, "/redirect-other-", 16) == 0) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 302 Found\r\n"
+                 "Location: http://localhost:%d/record-%.64s\r\n"
+                 "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                 c->origin->port, path + 16);
+        send_text(fd, head);
+        return 0;
+    } else if (strncmp(path, "/redirect-same-", 15) == 0) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 302 Found\r\nLocation: /record-%.64s\r\n"
+                 "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                 path + 15);
+        send_text(fd, head);
+        return 0;
+    } else if (strncmp(path, "/record-", 8) == 0) {
+        remember(c->origin, path + 8, request);
+        send_bill(fd, path + 8, FAULT_ORIGIN_KA_SIZE, 1);
+        return 0;
+    } else if (strncmp(path, "/ok-", 4) == 0) {
         send_pdf(fd, "");
     } else if (strncmp(path, "/gated-", 7) == 0) {
         while (!c->origin->gate_open) {
             if (wait_or_peer_gone(c, 50)) {
-                return;
+                return 0;
             }
         }
         send_pdf(fd, "");
@@ -186,6 +348,7 @@ static void respond(connection *c, const char *path) {
         send_text(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
                       "Connection: close\r\n\r\n");
     }
+    return 0;
 }
 
 static void *serve(void *arg) {
@@ -194,29 +357,42 @@ static void *serve(void *arg) {
     size_t used = 0;
 
     while (used < sizeof(request) - 1) {
-        struct pollfd p = {c->fd, POLLIN, 0};
-        if (poll(&p, 1, 100) == 0) {
-            if (c->origin->stopping) {
+        char *end = strstr(request, "\r\n\r\n");
+        if (used == 0 || end == NULL) {
+            struct pollfd p = {c->fd, POLLIN, 0};
+            if (poll(&p, 1, 100) == 0) {
+                if (c->origin->stopping) {
+                    break;
+                }
+                continue;
+            }
+            ssize_t n =
+                recv(c->fd, request + used, sizeof(request) - 1 - used, 0);
+            if (n <= 0) {
                 break;
             }
+            used += (size_t)n;
+            request[used] = '\0';
             continue;
         }
-        ssize_t n = recv(c->fd, request + used, sizeof(request) - 1 - used, 0);
-        if (n <= 0) {
+        /* one whole request head (GETs have no body) */
+        char method[16], path[2048];
+        int keep = 0;
+        *end = '\0';
+        if (sscanf(request, "%15s %2047s", method, path) == 2) {
+            pthread_mutex_lock(&c->origin->lock);
+            c->origin->requests++;
+            pthread_mutex_unlock(&c->origin->lock);
+            keep = respond(c, path, request);
+        }
+        if (!keep) {
             break;
         }
-        used += (size_t)n;
+        /* a pipelined next request, if any, moves to the front */
+        size_t consumed = (size_t)(end + 4 - request);
+        memmove(request, request + consumed, used - consumed);
+        used -= consumed;
         request[used] = '\0';
-        if (strstr(request, "\r\n\r\n")) {
-            char method[16], path[2048];
-            if (sscanf(request, "%15s %2047s", method, path) == 2) {
-                pthread_mutex_lock(&c->origin->lock);
-                c->origin->requests++;
-                pthread_mutex_unlock(&c->origin->lock);
-                respond(c, path);
-            }
-            break;
-        }
     }
     close(c->fd);
     pthread_mutex_lock(&c->origin->lock);
@@ -304,6 +480,28 @@ int fault_origin_open_connections(fault_origin *o) {
     int n = o->open_connections;
     pthread_mutex_unlock(&o->lock);
     return n;
+}
+
+int fault_origin_unsolicited_sent(fault_origin *o) {
+    pthread_mutex_lock(&o->lock);
+    int n = o->unsolicited_sent;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+int fault_origin_record_seen(fault_origin *o, const char *id, int *api_key,
+                             int *authorization) {
+    int seen = 0;
+    pthread_mutex_lock(&o->lock);
+    for (int i = 0; i < o->records_used; i++) {
+        if (strcmp(o->records[i].id, id) == 0) {
+            seen = 1;
+            *api_key = o->records[i].api_key;
+            *authorization = o->records[i].authorization;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    return seen;
 }
 
 long long fault_origin_huge_bytes_sent(fault_origin *o) {

@@ -21,6 +21,28 @@
  *                        stops reading
  *   /status-NNN-<id>     that status with a small HTML body
  *   /redirect-<id>       302 to /ok-<id>
+ *
+ * Keep-alive, framing and credential faults (bodies from fault_origin_bill:
+ * distinct bytes for every id):
+ *   /ka-<id>             200, fault_origin_bill(<id>, FAULT_ORIGIN_KA_SIZE)
+ *                        with Content-Length; the connection stays open
+ *                        for further requests
+ *   /ka-unsolicited-<id> the same, then ~50 ms later one more complete,
+ *                        unsolicited 200 (bill "E-<id>") on the same
+ *                        connection, which stays open for further requests
+ *                        (fault_origin_unsolicited_sent counts them)
+ *   /cut-close-<id>      HTTP/1.0 200 without a length: the first 8000 bytes
+ *                        of fault_origin_bill(<id>, 20000), then a clean close
+ *   /dup-length-<id>     Content-Length: 20000 and Content-Length: 10, then
+ *                        the 20000 bytes
+ *   /dup-same-length-<id> Content-Length: 20000 twice, then the 20000 bytes
+ *   /cl-chunked-<id>     Content-Length: 20000 and Transfer-Encoding:
+ *                        chunked, the 20000 bytes chunked
+ *   /redirect-other-<id> 302 to http://localhost:<port>/record-<id> (another
+ *                        host name: another origin)
+ *   /redirect-same-<id>  302 to /record-<id> (the same origin)
+ *   /record-<id>         200, fault_origin_bill(<id>, FAULT_ORIGIN_KA_SIZE);
+ *                        remembers whether X-Api-Key and Authorization came
  */
 
 #ifndef DSS_FAULT_ORIGIN_H
@@ -30,6 +52,15 @@
 #include <stddef.h>
 
 #define FAULT_ORIGIN_PDF_SIZE 2000
+#define FAULT_ORIGIN_KA_SIZE 3000
+#define FAULT_ORIGIN_FRAMED_SIZE 20000
+#define FAULT_ORIGIN_RECORDS 32
+
+typedef struct {
+    char id[64];
+    int api_key;       /* an X-Api-Key header arrived */
+    int authorization; /* an Authorization header arrived */
+} fault_origin_record;
 
 typedef struct {
     int port;
@@ -42,6 +73,9 @@ typedef struct {
     int open_connections;      /* connections being served now */
     long long huge_bytes_sent; /* by /huge-chunked, before the peer quit */
     int requests;
+    int unsolicited_sent; /* by /ka-unsolicited */
+    int records_used;
+    fault_origin_record records[FAULT_ORIGIN_RECORDS];
 } fault_origin;
 
 int fault_origin_start(fault_origin *o);
@@ -53,5 +87,29 @@ long long fault_origin_huge_bytes_sent(fault_origin *o);
 
 /* The body /ok-<id> and friends send. */
 const char *fault_origin_pdf(void);
+
+/* Responses /ka-unsolicited-<id> has written after its answer. */
+int fault_origin_unsolicited_sent(fault_origin *o);
+
+/*
+ * What /record-<id> saw: 1 if it was requested (then *api_key and
+ * *authorization say whether those headers came), 0 if not.
+ */
+int fault_origin_record_seen(fault_origin *o, const char *id, int *api_key,
+                             int *authorization);
+
+/*
+ * Fills dst with records "[<id>@<offset>]" (offset = base + position, in
+ * hex), so that every block of bytes names the bill and the place it
+ * belongs to: a block carried into another response cannot match.
+ */
+void fault_origin_fill_tagged(char *dst, size_t len, const char *id,
+                              size_t base);
+
+/*
+ * A PDF-like bill of exactly size bytes (size >= 64): "%PDF-1.4", tagged
+ * filler, "%%EOF" at the end. Distinct bytes for every id. malloc'd.
+ */
+char *fault_origin_bill(const char *id, size_t size);
 
 #endif
