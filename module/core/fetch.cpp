@@ -166,16 +166,22 @@ bool set_options(dss_bill_fetch *fetch,
                          options.ssl_verify ? 1L : 0L));
     set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST,
                          options.ssl_verify ? 2L : 0L));
-    if (options.ssl_trusted_certificate) {
-        set(curl_easy_setopt(easy, CURLOPT_CAINFO,
-                             options.ssl_trusted_certificate));
-    }
-    if (options.ssl_certificate) {
-        set(curl_easy_setopt(easy, CURLOPT_SSLCERT, options.ssl_certificate));
-    }
-    if (options.ssl_certificate_key) {
-        set(curl_easy_setopt(easy, CURLOPT_SSLKEY,
-                             options.ssl_certificate_key));
+    // PEM text read at configuration time (the workers may not be allowed
+    // to read the files); libcurl keeps a pointer, no copy
+    auto set_pem = [&set, easy](CURLoption option, const dss_bill_pem &pem) {
+        if (pem.data == nullptr) {
+            return;
+        }
+        curl_blob blob{const_cast<unsigned char *>(pem.data), pem.len,
+                       CURL_BLOB_NOCOPY};
+        set(curl_easy_setopt(easy, option, &blob));
+    };
+    set_pem(CURLOPT_CAINFO_BLOB, options.ssl_trusted_certificate);
+    set_pem(CURLOPT_SSLCERT_BLOB, options.ssl_certificate);
+    set_pem(CURLOPT_SSLKEY_BLOB, options.ssl_certificate_key);
+    if (options.ssl_certificate.data) {
+        set(curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM"));
+        set(curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM"));
     }
     if (options.basic_auth) {
         set(curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_BASIC));

@@ -63,6 +63,15 @@ typedef struct {
 } ngx_http_dss_bill_main_conf_t;
 
 
+/* A TLS file of the archive, read and checked at configuration time. */
+typedef struct {
+    ngx_str_t                     path;          /* absolute */
+    dss_bill_pem                  pem;
+    u_char                       *conf_file;     /* where it was set */
+    ngx_uint_t                    conf_line;
+} ngx_http_dss_bill_tls_file_t;
+
+
 typedef struct {
     /* set by "dss_bill" in this very location; not inherited */
     ngx_flag_t                    enabled;
@@ -88,9 +97,9 @@ typedef struct {
     size_t                        upstream_buffer_size;
     ngx_int_t                     upstream_redirects;
     ngx_flag_t                    upstream_ssl_verify;
-    ngx_str_t                     upstream_ssl_trusted_certificate;
-    ngx_str_t                     upstream_ssl_certificate;
-    ngx_str_t                     upstream_ssl_certificate_key;
+    ngx_http_dss_bill_tls_file_t  upstream_ssl_trusted_certificate;
+    ngx_http_dss_bill_tls_file_t  upstream_ssl_certificate;
+    ngx_http_dss_bill_tls_file_t  upstream_ssl_certificate_key;
     ngx_str_t                     upstream_basic_auth;
     ngx_array_t                  *upstream_headers;     /* ngx_str_t, NUL-terminated */
     ngx_str_t                     upstream_temp_path;
@@ -126,6 +135,8 @@ char *ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_id_chars(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_dss_bill_pdf_check(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_dss_bill_id_length(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_dss_bill_check_positive_size(ngx_conf_t *cf, void *post,
@@ -138,6 +149,8 @@ char *ngx_http_dss_bill_upstream_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_upstream_tls_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 ngx_int_t ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle,
     size_t memory_budget);

@@ -319,3 +319,123 @@ ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf, ngx_command_t *cmd,
 
     return rv;
 }
+
+
+/*
+ * dss_bill_upstream_ssl_trusted_certificate, _ssl_certificate,
+ * _ssl_certificate_key: the file is read and checked now, so that nginx -t
+ * names what is wrong with it; libcurl gets the text from memory.
+ */
+
+char *
+ngx_http_dss_bill_upstream_tls_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    char                           err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    u_char                        *data;
+    ssize_t                        n;
+    ngx_str_t                     *value;
+    ngx_file_t                     file;
+    ngx_file_info_t                fi;
+    dss_bill_tls_kind             *kind;
+    ngx_http_dss_bill_tls_file_t  *tls;
+
+    tls = (ngx_http_dss_bill_tls_file_t *) (p + cmd->offset);
+    kind = cmd->post;
+
+    if (tls->path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    tls->path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &tls->path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = tls->path;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(tls->path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &tls->path);
+        return NGX_CONF_ERROR;
+    }
+
+    data = NULL;
+    n = NGX_ERROR;
+
+    /* a PEM bundle of 1 MB is already a very large one */
+
+    if (ngx_fd_info(file.fd, &fi) != NGX_FILE_ERROR
+        && ngx_file_size(&fi) <= 1024 * 1024)
+    {
+        data = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+
+        if (data) {
+            n = ngx_read_file(&file, data, ngx_file_size(&fi), 0);
+        }
+    }
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &tls->path);
+    }
+
+    if (n == NGX_ERROR || n != ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot read \"%V\" (larger than 1m, or changing)",
+                           &tls->path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dss_bill_tls_check(*kind, data, n, err, sizeof(err)) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\" \"%V\": %s",
+                           &cmd->name, &tls->path, err);
+        return NGX_CONF_ERROR;
+    }
+
+    tls->pem.data = data;
+    tls->pem.len = n;
+    tls->conf_file = cf->conf_file->file.name.data;
+    tls->conf_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/* dss_bill_pdf_check signature | complete; (D8) */
+
+char *
+ngx_http_dss_bill_pdf_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_dss_bill_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (dlcf->pdf_check != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "complete") == 0) {
+        dlcf->pdf_check = DSS_BILL_PDF_CHECK_COMPLETE;
+
+    } else if (ngx_strcmp(value[1].data, "signature") == 0) {
+        dlcf->pdf_check = DSS_BILL_PDF_CHECK_SIGNATURE;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be \"complete\" or \"signature\", "
+                           "not \"%V\"", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

@@ -40,11 +40,11 @@ static ngx_conf_num_bounds_t  ngx_http_dss_bill_redirects_bounds = {
 };
 
 
-static ngx_conf_enum_t  ngx_http_dss_bill_pdf_checks[] = {
-    { ngx_string("signature"), DSS_BILL_PDF_CHECK_SIGNATURE },
-    { ngx_string("complete"), DSS_BILL_PDF_CHECK_COMPLETE },
-    { ngx_null_string, 0 }
-};
+/* what each of the archive's TLS files must hold */
+static dss_bill_tls_kind  ngx_http_dss_bill_tls_ca = DSS_BILL_TLS_CA_BUNDLE;
+static dss_bill_tls_kind  ngx_http_dss_bill_tls_certificate =
+    DSS_BILL_TLS_CERTIFICATE;
+static dss_bill_tls_kind  ngx_http_dss_bill_tls_key = DSS_BILL_TLS_PRIVATE_KEY;
 
 
 static ngx_command_t  ngx_http_dss_bill_commands[] = {
@@ -79,10 +79,10 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
 
     { ngx_string("dss_bill_pdf_check"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_dss_bill_pdf_check,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_dss_bill_loc_conf_t, pdf_check),
-      &ngx_http_dss_bill_pdf_checks },
+      0,
+      NULL },
 
     { ngx_string("dss_bill_id_chars"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -156,24 +156,24 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
 
     { ngx_string("dss_bill_upstream_ssl_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_dss_bill_upstream_tls_file,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_trusted_certificate),
-      NULL },
+      &ngx_http_dss_bill_tls_ca },
 
     { ngx_string("dss_bill_upstream_ssl_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_dss_bill_upstream_tls_file,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_certificate),
-      NULL },
+      &ngx_http_dss_bill_tls_certificate },
 
     { ngx_string("dss_bill_upstream_ssl_certificate_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_dss_bill_upstream_tls_file,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dss_bill_loc_conf_t, upstream_ssl_certificate_key),
-      NULL },
+      &ngx_http_dss_bill_tls_key },
 
     { ngx_string("dss_bill_upstream_basic_auth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

@@ -9,8 +9,8 @@
 #include "ngx_http_dss_bill.h"
 
 
-static char *ngx_http_dss_bill_upstream_file(ngx_conf_t *cf, ngx_str_t *name,
-    const char **out);
+static void ngx_http_dss_bill_merge_tls_file(
+    ngx_http_dss_bill_tls_file_t *conf, ngx_http_dss_bill_tls_file_t *prev);
 
 
 char *
@@ -22,6 +22,7 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     size_t                          len;
     ngx_str_t                      *header, raw;
     ngx_uint_t                      i;
+    ngx_http_dss_bill_tls_file_t   *cert, *key;
     const char                    **lines;
     dss_bill_upstream_options      *o;
     ngx_http_core_loc_conf_t       *clcf;
@@ -44,12 +45,12 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
                          0);
     ngx_conf_merge_value(conf->upstream_ssl_verify, prev->upstream_ssl_verify,
                          1);
-    ngx_conf_merge_str_value(conf->upstream_ssl_trusted_certificate,
-                             prev->upstream_ssl_trusted_certificate, "");
-    ngx_conf_merge_str_value(conf->upstream_ssl_certificate,
-                             prev->upstream_ssl_certificate, "");
-    ngx_conf_merge_str_value(conf->upstream_ssl_certificate_key,
-                             prev->upstream_ssl_certificate_key, "");
+    ngx_http_dss_bill_merge_tls_file(&conf->upstream_ssl_trusted_certificate,
+                                     &prev->upstream_ssl_trusted_certificate);
+    ngx_http_dss_bill_merge_tls_file(&conf->upstream_ssl_certificate,
+                                     &prev->upstream_ssl_certificate);
+    ngx_http_dss_bill_merge_tls_file(&conf->upstream_ssl_certificate_key,
+                                     &prev->upstream_ssl_certificate_key);
     ngx_conf_merge_str_value(conf->upstream_basic_auth,
                              prev->upstream_basic_auth, "");
     ngx_conf_merge_str_value(conf->upstream_temp_path,
@@ -73,13 +74,28 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if ((conf->upstream_ssl_certificate.len == 0)
-        != (conf->upstream_ssl_certificate_key.len == 0))
-    {
+    cert = &conf->upstream_ssl_certificate;
+    key = &conf->upstream_ssl_certificate_key;
+
+    if ((cert->pem.data == NULL) != (key->pem.data == NULL)) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"dss_bill_upstream_ssl_certificate\" and "
                       "\"dss_bill_upstream_ssl_certificate_key\" go together "
-                      "in location \"%V\"", &conf->location);
+                      "in location \"%V\" in %s:%ui", &conf->location,
+                      conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cert->pem.data
+        && dss_bill_tls_check_pair(cert->pem.data, cert->pem.len,
+                                   key->pem.data, key->pem.len,
+                                   err, sizeof(err))
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dss_bill_upstream_ssl_certificate_key\" \"%V\": %s "
+                      "\"%V\" in %s:%ui", &key->path, err, &cert->path,
+                      key->conf_file, key->conf_line);
         return NGX_CONF_ERROR;
     }
 
@@ -95,20 +111,9 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     o->basic_auth = conf->upstream_basic_auth.len
                     ? (const char *) conf->upstream_basic_auth.data : NULL;
 
-    if (ngx_http_dss_bill_upstream_file(cf,
-                                        &conf->upstream_ssl_trusted_certificate,
-                                        &o->ssl_trusted_certificate)
-        != NGX_CONF_OK
-        || ngx_http_dss_bill_upstream_file(cf, &conf->upstream_ssl_certificate,
-                                           &o->ssl_certificate)
-           != NGX_CONF_OK
-        || ngx_http_dss_bill_upstream_file(cf,
-                                           &conf->upstream_ssl_certificate_key,
-                                           &o->ssl_certificate_key)
-           != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
+    o->ssl_trusted_certificate = conf->upstream_ssl_trusted_certificate.pem;
+    o->ssl_certificate = cert->pem;
+    o->ssl_certificate_key = key->pem;
 
     /* a body larger than the buffer spills next to nginx's own temp files */
 
@@ -189,22 +194,11 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
 }
 
 
-/* A file named in a directive, made absolute (relative to the conf dir). */
-
-static char *
-ngx_http_dss_bill_upstream_file(ngx_conf_t *cf, ngx_str_t *name,
-    const char **out)
+static void
+ngx_http_dss_bill_merge_tls_file(ngx_http_dss_bill_tls_file_t *conf,
+    ngx_http_dss_bill_tls_file_t *prev)
 {
-    if (name->len == 0) {
-        *out = NULL;
-        return NGX_CONF_OK;
+    if (conf->path.data == NULL) {
+        *conf = *prev;
     }
-
-    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    *out = (const char *) name->data;
-
-    return NGX_CONF_OK;
 }

@@ -190,6 +190,31 @@ dss_bill_outcome dss_bill_pdf_verdict(dss_bill_pdf_check check,
 
 /* ---- archive source: one fetch around a libcurl easy handle ----------- */
 
+/* ---- the archive's TLS files (nginx -t) --------------------------------- */
+
+typedef enum {
+    DSS_BILL_TLS_CA_BUNDLE = 0, /* at least one certificate */
+    DSS_BILL_TLS_CERTIFICATE,   /* a certificate (chain) */
+    DSS_BILL_TLS_PRIVATE_KEY    /* an unencrypted private key */
+} dss_bill_tls_kind;
+
+/* PEM text read from a file, kept in memory (not NUL-terminated). */
+typedef struct {
+    const unsigned char *data; /* NULL: not configured */
+    size_t len;
+} dss_bill_pem;
+
+/* Checks that pem holds what kind needs. Returns 0, or -1 with a reason. */
+int dss_bill_tls_check(dss_bill_tls_kind kind, const unsigned char *pem,
+                       size_t len, char *err, size_t err_size);
+
+/* Checks that the key belongs to the (first) certificate. 0 or -1. */
+int dss_bill_tls_check_pair(const unsigned char *cert, size_t cert_len,
+                            const unsigned char *key, size_t key_len,
+                            char *err, size_t err_size);
+
+/* ---- archive options ----------------------------------------------------- */
+
 /* Options of a dss_bill_upstream location, fixed at configuration time. */
 typedef struct {
     long connect_timeout_ms;
@@ -198,9 +223,9 @@ typedef struct {
     size_t buffer_size;       /* body bytes held in memory before spilling */
     const char *temp_dir;     /* where a larger body spills (unnamed file) */
     int ssl_verify;           /* verify the archive's certificate and name */
-    const char *ssl_trusted_certificate; /* CA file, or NULL: system store */
-    const char *ssl_certificate;         /* client certificate, or NULL */
-    const char *ssl_certificate_key;     /* its key, or NULL */
+    dss_bill_pem ssl_trusted_certificate; /* CAs; none: the system store */
+    dss_bill_pem ssl_certificate;         /* client certificate, or none */
+    dss_bill_pem ssl_certificate_key;     /* its key, or none */
     const char *basic_auth;   /* "user:password", or NULL */
     const char *const *headers; /* NULL-terminated "Name: value" lines */
     long max_redirects;       /* 0: redirects are an error */

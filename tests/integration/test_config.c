@@ -405,6 +405,78 @@ static void test_config_archive_client_certificate_needs_key(void **state) {
                    "\"dss_bill_upstream_ssl_certificate_key\" go together");
 }
 
+static void test_D8_config_pdf_check_values(void **state) {
+    (void)state;
+    assert_accepted(BILL_LOCATION("dss_bill_pdf_check signature;"));
+    assert_accepted(BILL_LOCATION("dss_bill_pdf_check complete;"));
+    assert_rejected(BILL_LOCATION("dss_bill_pdf_check maybe;"),
+                    "\"dss_bill_pdf_check\" must be \"complete\" or "
+                    "\"signature\", not \"maybe\"");
+    assert_rejected(BILL_LOCATION("dss_bill_pdf_check complete;\n"
+                                  "dss_bill_pdf_check signature;"),
+                    "\"dss_bill_pdf_check\" directive is duplicate");
+}
+
+/* The archive's TLS files are read and checked by nginx -t, each message
+ * with the directive, the file and its line (issue 13). */
+static void test_config_archive_tls_files_are_checked(void **state) {
+    (void)state;
+    static const char garbage[] = "not a certificate\n";
+    dss_write_file(dss_path(&nginx, "garbage.pem"), garbage,
+                   sizeof(garbage) - 1);
+
+    assert_rejected(
+        ARCHIVE_LOCATION("dss_bill_upstream_ssl_trusted_certificate "
+                         "@PREFIX@/missing.pem;"),
+        "missing.pem\" failed (2: No such file or directory)");
+    assert_rejected(
+        ARCHIVE_LOCATION("dss_bill_upstream_ssl_trusted_certificate "
+                         "@PREFIX@/garbage.pem;"),
+        "invalid \"dss_bill_upstream_ssl_trusted_certificate\"");
+    assert_output_contains("no certificate in PEM format");
+    /* a key where a certificate belongs, and the other way round */
+    assert_rejected(ARCHIVE_LOCATION(
+                        "dss_bill_upstream_ssl_certificate @PREFIX@/key.pem;\n"
+                        "dss_bill_upstream_ssl_certificate_key "
+                        "@PREFIX@/key.pem;"),
+                    "invalid \"dss_bill_upstream_ssl_certificate\"");
+    assert_rejected(ARCHIVE_LOCATION(
+                        "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+                        "dss_bill_upstream_ssl_certificate_key "
+                        "@PREFIX@/cert.pem;"),
+                    "no unencrypted private key in PEM format");
+}
+
+static void test_config_archive_key_must_match_certificate(void **state) {
+    (void)state;
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+             "-out '%s' 2>/dev/null && openssl pkey -in '%s' -aes256 "
+             "-passout pass:secret -out '%s' 2>/dev/null",
+             dss_path(&nginx, "other-key.pem"),
+             dss_path(&nginx, "other-key.pem"),
+             dss_path(&nginx, "encrypted-key.pem"));
+    assert_int_equal(system(cmd), 0);
+
+    assert_refused(ARCHIVE_LOCATION(
+                       "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+                       "dss_bill_upstream_ssl_certificate_key "
+                       "@PREFIX@/other-key.pem;"),
+                   "the private key does not match the certificate");
+    assert_output_contains("nginx.conf:");
+    assert_rejected(ARCHIVE_LOCATION(
+                        "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+                        "dss_bill_upstream_ssl_certificate_key "
+                        "@PREFIX@/encrypted-key.pem;"),
+                    "no unencrypted private key in PEM format");
+    /* the matching pair, and a CA bundle, pass */
+    assert_accepted(ARCHIVE_LOCATION(
+        "dss_bill_upstream_ssl_trusted_certificate @PREFIX@/cert.pem;\n"
+        "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+        "dss_bill_upstream_ssl_certificate_key @PREFIX@/key.pem;"));
+}
+
 static void test_config_archive_basic_auth_needs_colon(void **state) {
     (void)state;
     assert_rejected(ARCHIVE_LOCATION("dss_bill_upstream_basic_auth dss;"),
@@ -472,6 +544,9 @@ int main(void) {
         cmocka_unit_test(test_config_archive_url_without_credentials),
         cmocka_unit_test(test_config_archive_timeouts_ordered),
         cmocka_unit_test(test_config_archive_client_certificate_needs_key),
+        cmocka_unit_test(test_config_archive_tls_files_are_checked),
+        cmocka_unit_test(test_D8_config_pdf_check_values),
+        cmocka_unit_test(test_config_archive_key_must_match_certificate),
         cmocka_unit_test(test_config_archive_basic_auth_needs_colon),
         cmocka_unit_test(test_config_archive_header_name_checked),
         cmocka_unit_test(test_config_archive_buffer_and_redirects_bounded),

@@ -44,6 +44,11 @@ static const char *const archive_config =
     "        if ($http_x_api_key != \"k123\") { return 403; }\n"
     "    }\n"
     "    location /gone/ { return 410; }\n"
+    "    ssl_verify_client optional;\n"
+    "    ssl_client_certificate @PREFIX@/client-ca.pem;\n"
+    "    location /mtls/ {\n"
+    "        if ($ssl_client_verify != SUCCESS) { return 403; }\n"
+    "    }\n"
     "}\n";
 
 /* The module's configuration; %1$s archive prefix, %2$d archive http port,
@@ -90,6 +95,13 @@ static const char *const module_config =
     "    location /tls/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream https://127.0.0.1:%3$d/$dss_bill_id.pdf;\n"
+    "    }\n"
+    "    location /mtls/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream https://127.0.0.1:%3$d/mtls/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_ssl_trusted_certificate %1$s/cert.pem;\n"
+    "        dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+    "        dss_bill_upstream_ssl_certificate_key @PREFIX@/client-key.pem;\n"
     "    }\n"
     "    location /tls-trusted/ {\n"
     "        dss_bill;\n"
@@ -145,6 +157,18 @@ static int group_setup(void **state) {
     write_archive_bill("bills/over.pdf", "over", 5 * 1024 * 1024 + 1);
     mkdir(dss_path(&archive, "bills/private"), 0755);
     write_archive_bill("bills/private/100000000002.pdf", "100000000002", 0);
+    mkdir(dss_path(&archive, "bills/mtls"), 0755);
+    write_archive_bill("bills/mtls/100000000003.pdf", "100000000003", 0);
+    /* mutual TLS: the archive trusts the module's certificate, whose key
+     * only root may read (nginx reads it at start, never a worker) */
+    size_t len;
+    char *pem = dss_read_file(dss_path(&nginx, "cert.pem"), &len);
+    dss_write_file(dss_path(&archive, "client-ca.pem"), pem, len);
+    free(pem);
+    pem = dss_read_file(dss_path(&nginx, "key.pem"), &len);
+    dss_write_file(dss_path(&nginx, "client-key.pem"), pem, len);
+    free(pem);
+    chmod(dss_path(&nginx, "client-key.pem"), 0600);
     /* in the module's root only, and in the archive only */
     dss_write_bill(dss_path(&nginx, "bills/rootonly.pdf"), "rootonly", 0);
     write_archive_bill("bills/archiveonly.pdf", "archiveonly", 0);
@@ -397,6 +421,23 @@ static void test_D6_archive_tls_is_verified(void **state) {
     /* ...and accepted with dss_bill_upstream_ssl_trusted_certificate */
     dss_response r = dss_get(&nginx, "/tls-trusted/download/100000000001");
     assert_bill_equals_file(&r, dss_path(&archive, "bills/100000000001.pdf"));
+    dss_response_free(&r);
+}
+
+/* Mutual TLS with the archive, the client key readable by root only: nginx
+ * read the files at start, and libcurl gets them from memory. */
+static void test_D6_archive_mutual_tls_without_worker_file_access(
+    void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/mtls/download/100000000003");
+    assert_bill_equals_file(&r, dss_path(&archive,
+                                         "bills/mtls/100000000003.pdf"));
+    dss_response_free(&r);
+
+    /* the archive does refuse a client without the certificate */
+    dss_request_options plain = {.plain_http = 1};
+    r = dss_request(&archive, "/mtls/100000000003.pdf", &plain);
+    assert_int_equal(r.status, 403);
     dss_response_free(&r);
 }
 
@@ -663,6 +704,7 @@ int main(void) {
         cmocka_unit_test(test_D6_archive_reset_and_short_body_are_500),
         cmocka_unit_test(test_D6_archive_unreachable_is_500),
         cmocka_unit_test(test_D6_archive_tls_is_verified),
+        cmocka_unit_test(test_D6_archive_mutual_tls_without_worker_file_access),
         cmocka_unit_test(test_D6_redirects_only_when_configured),
         cmocka_unit_test(test_D6_archive_credentials_and_headers_are_sent),
         cmocka_unit_test(test_D8_client_disconnect_cancels_the_fetch),
