@@ -4,9 +4,34 @@
 // that come from maps or other variables inside dss_bill_path.
 
 #include "dss_bill.h"
+#include "error_text.hpp"
 
 #include <cstring>
 #include <string_view>
+
+namespace {
+
+// Calls on_segment for each '/'-separated segment, a trailing empty one
+// included; stops early when it returns false.
+template <typename OnSegment>
+bool each_segment(std::string_view path, OnSegment on_segment) {
+    for (;;) {
+        size_t slash = path.find('/');
+        if (!on_segment(path.substr(0, slash))) {
+            return false;
+        }
+        if (slash == std::string_view::npos) {
+            return true;
+        }
+        path.remove_prefix(slash + 1);
+    }
+}
+
+bool names_no_file(std::string_view segment) {
+    return segment.empty() || segment == "." || segment == "..";
+}
+
+} // namespace
 
 extern "C" {
 
@@ -20,22 +45,35 @@ int dss_bill_relative_path_is_safe(const char *rel, size_t rel_len) {
         path.find('\\') != std::string_view::npos) {
         return 0;
     }
+    // a trailing slash names a directory: its empty last segment fails too
+    return each_segment(path, [](std::string_view segment) {
+        return !names_no_file(segment);
+    });
+}
 
-    while (!path.empty()) {
-        size_t slash = path.find('/');
-        std::string_view segment = path.substr(0, slash);
-        if (segment.empty() || segment == "." || segment == "..") {
-            return 0;
-        }
-        if (slash == std::string_view::npos) {
-            break;
-        }
-        path.remove_prefix(slash + 1);
-        if (path.empty()) {
-            return 0; // trailing slash names a directory
-        }
+int dss_bill_path_template_check(const char *value, size_t value_len,
+                                 char *err, size_t err_size) {
+    dss_bill::ErrorText error(err, err_size);
+    std::string_view path(value, value_len);
+
+    if (path.empty()) {
+        return error.set("is empty");
     }
-    return 1;
+    if (path.front() == '/') {
+        return error.set("must be relative to \"dss_bill_root\"");
+    }
+    if (path.find('\\') != std::string_view::npos) {
+        return error.set("must not hold a backslash");
+    }
+    // a segment with a variable is judged per request, once it is known
+    bool ok = each_segment(path, [](std::string_view segment) {
+        return segment.find('$') != std::string_view::npos ||
+               !names_no_file(segment);
+    });
+    if (!ok) {
+        return error.set("has an empty, \".\" or \"..\" segment");
+    }
+    return 0;
 }
 
 size_t dss_bill_join_path(const char *root, size_t root_len, const char *rel,

@@ -133,6 +133,7 @@ char *ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     ngx_http_dss_bill_loc_conf_t *prev, ngx_http_dss_bill_loc_conf_t *conf);
 char *ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_path(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_id_chars(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_dss_bill_pdf_check(ngx_conf_t *cf, ngx_command_t *cmd,

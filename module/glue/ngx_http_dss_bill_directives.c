@@ -55,7 +55,8 @@ ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_dss_bill_loc_conf_t *dlcf = conf;
 
-    ngx_str_t  *value, root;
+    ngx_str_t        *value, root;
+    ngx_file_info_t   fi;
 
     if (dlcf->root.data) {
         return "is duplicate";
@@ -96,7 +97,48 @@ ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     dlcf->root.data[root.len] = '\0';
     dlcf->root.len = root.len;
 
+    /* H3: storage may be mounted later, so only a warning */
+
+    if (ngx_file_info(dlcf->root.data, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, ngx_errno,
+                           "\"dss_bill_root\" \"%V\" cannot be read; "
+                           "the health check answers 503 until it can",
+                           &dlcf->root);
+
+    } else if (!ngx_is_dir(&fi)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"dss_bill_root\" \"%V\" is not a directory; "
+                           "the health check answers 503 until it is",
+                           &dlcf->root);
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * dss_bill_path: what can be judged before any request is refused now (an
+ * absolute path, a literal "..") instead of as a 404 on every download.
+ */
+
+char *
+ngx_http_dss_bill_path(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char        err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (dss_bill_path_template_check((const char *) value[1].data,
+                                     value[1].len, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"dss_bill_path\" \"%V\" %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_set_complex_value_slot(cf, cmd, conf);
 }
 
 

@@ -92,6 +92,15 @@ dss_bill_route dss_bill_route_parse(const char *uri, size_t uri_len,
 int dss_bill_relative_path_is_safe(const char *rel, size_t rel_len);
 
 /*
+ * Checks a dss_bill_path value as configured: relative, no backslash, and
+ * no segment without a variable that is empty, "." or "..". Segments with a
+ * variable are checked per request by dss_bill_relative_path_is_safe().
+ * Returns 0, or -1 with a reason.
+ */
+int dss_bill_path_template_check(const char *value, size_t value_len,
+                                 char *err, size_t err_size);
+
+/*
  * Writes root + '/' + rel + NUL into out (out_size >= root_len + rel_len + 2)
  * with exactly one slash between them. Returns the length without the NUL,
  * or 0 when out is too small.

@@ -250,6 +250,45 @@ static void test_config_path_with_unknown_variable_rejected(void **state) {
                    "unknown \"no_such_var\" variable");
 }
 
+/* What can be judged before any request is refused, with the line, instead
+ * of a 404 on every download while health says 200 (D5, issue 13). */
+static void test_D5_config_path_that_cannot_name_a_bill_rejected(
+    void **state) {
+    (void)state;
+    assert_rejected(BILL_LOCATION("dss_bill_path /etc/passwd;"),
+                    "\"dss_bill_path\" \"/etc/passwd\" must be relative to "
+                    "\"dss_bill_root\"");
+    assert_rejected(BILL_LOCATION("dss_bill_path ../$dss_bill_id.pdf;"),
+                    "\"dss_bill_path\" \"../$dss_bill_id.pdf\" has an empty, "
+                    "\".\" or \"..\" segment");
+    assert_rejected(BILL_LOCATION("dss_bill_path a//$dss_bill_id.pdf;"),
+                    "has an empty, \".\" or \"..\" segment");
+    assert_rejected(BILL_LOCATION("dss_bill_path bills/;"),
+                    "has an empty, \".\" or \"..\" segment");
+    /* a segment with a variable is judged per request */
+    assert_accepted(BILL_LOCATION("dss_bill_path $dss_bill_id/a.pdf;"));
+    assert_accepted(BILL_LOCATION("dss_bill_path ..$dss_bill_id.pdf;"));
+}
+
+/* Storage may be mounted after nginx starts: a warning, not an error. */
+static void test_H3_config_missing_root_warns(void **state) {
+    (void)state;
+    assert_accepted(SERVER("    location /dss/bill/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_root @PREFIX@/not-yet-mounted;\n"
+                           "    }\n"));
+    assert_output_contains("[warn]");
+    assert_output_contains("not-yet-mounted\" cannot be read; the health "
+                           "check answers 503 until it can");
+    assert_output_contains("nginx.conf:");
+    assert_accepted(SERVER("    location /dss/bill/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_root @PREFIX@/cert.pem;\n"
+                           "    }\n"));
+    assert_output_contains("cert.pem\" is not a directory; the health "
+                           "check answers 503 until it is");
+}
+
 /* ---- dss_bill_max_size --------------------------------------------------- */
 
 static void test_config_max_size_zero_rejected(void **state) {
@@ -528,6 +567,8 @@ int main(void) {
         cmocka_unit_test(test_config_root_with_variables_rejected),
         cmocka_unit_test(test_config_duplicate_root_rejected),
         cmocka_unit_test(test_config_path_with_unknown_variable_rejected),
+        cmocka_unit_test(test_D5_config_path_that_cannot_name_a_bill_rejected),
+        cmocka_unit_test(test_H3_config_missing_root_warns),
         cmocka_unit_test(test_config_max_size_zero_rejected),
         cmocka_unit_test(test_config_max_size_not_a_size_rejected),
         cmocka_unit_test(test_config_id_chars_allowing_slash_rejected),

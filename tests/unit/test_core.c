@@ -264,6 +264,25 @@ static void test_D5_relative_paths(void **state) {
     assert_false(dss_bill_relative_path_is_safe("a\0/../b", 7));
 }
 
+static void test_D5_path_template_check(void **state) {
+    (void)state;
+    char err[128];
+#define CHECK_TEMPLATE(t) dss_bill_path_template_check(t, strlen(t), err, sizeof(err))
+    assert_int_equal(CHECK_TEMPLATE("$dss_bill_id.pdf"), 0);
+    assert_int_equal(CHECK_TEMPLATE("$shard/$dss_bill_id.pdf"), 0);
+    assert_int_equal(CHECK_TEMPLATE("2024/$dss_bill_id.pdf"), 0);
+    assert_int_equal(CHECK_TEMPLATE("..$x/a.pdf"), 0); /* judged per request */
+    assert_int_equal(CHECK_TEMPLATE(""), -1);
+    assert_string_equal(err, "is empty");
+    assert_int_equal(CHECK_TEMPLATE("/srv/$dss_bill_id.pdf"), -1);
+    assert_int_equal(CHECK_TEMPLATE("../$dss_bill_id.pdf"), -1);
+    assert_int_equal(CHECK_TEMPLATE("a/./$dss_bill_id.pdf"), -1);
+    assert_int_equal(CHECK_TEMPLATE("a//$dss_bill_id.pdf"), -1);
+    assert_int_equal(CHECK_TEMPLATE("$dss_bill_id/"), -1);
+    assert_int_equal(CHECK_TEMPLATE("a\\$dss_bill_id"), -1);
+#undef CHECK_TEMPLATE
+}
+
 static void test_join_path(void **state) {
     (void)state;
     char out[64];
@@ -604,6 +623,7 @@ int main(void) {
         cmocka_unit_test(test_H1_route_base_of_exact_health_location),
         cmocka_unit_test(test_other_paths_are_no_route),
         cmocka_unit_test(test_D5_relative_paths),
+        cmocka_unit_test(test_D5_path_template_check),
         cmocka_unit_test(test_join_path),
         cmocka_unit_test(test_D8_pdf_signature),
         cmocka_unit_test(test_D8_complete_pdf_needs_eof_in_the_last_1024_bytes),
