@@ -92,6 +92,8 @@ typedef struct {
 
     /* the archive source */
     ngx_http_complex_value_t     *upstream;      /* dss_bill_upstream */
+    u_char                       *upstream_file; /* where it was set */
+    ngx_uint_t                    upstream_line;
     ngx_msec_t                    upstream_connect_timeout;
     ngx_msec_t                    upstream_timeout;
     size_t                        upstream_buffer_size;
@@ -148,6 +150,8 @@ char *ngx_http_dss_bill_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_dss_bill_upstream_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_dss_bill_upstream_health_url(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_upstream_tls_file(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -279,7 +279,40 @@ ngx_http_dss_bill_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* for the checks that need the whole location, at merge time */
+    dlcf->upstream_file = cf->conf_file->file.name.data;
+    dlcf->upstream_line = cf->conf_file->line;
+
     return NGX_CONF_OK;
+}
+
+
+/* dss_bill_upstream_health_url url | off; checked here, with its line */
+
+char *
+ngx_http_dss_bill_upstream_health_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char        err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    char       *rv;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") != 0
+        && dss_bill_upstream_url_check((const char *) value[1].data,
+                                       value[1].len, err, sizeof(err))
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"dss_bill_upstream_health_url\" "
+                           "\"%V\": %s", &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+
+    return rv;
 }
 
 

@@ -198,7 +198,7 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
 
     { ngx_string("dss_bill_upstream_health_url"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_dss_bill_upstream_health_url,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dss_bill_loc_conf_t, upstream_health_url),
       NULL },
@@ -448,9 +448,11 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                        conf->id_max_length, err, sizeof(err))
            != 0)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid bill id rule for location \"%V\": %s",
-                           &conf->location, err);
+        /* cf points past the http block here: name the "dss_bill" line */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "invalid bill id rule for location \"%V\": %s "
+                      "in %s:%ui", &conf->location, err, conf->file,
+                      conf->line);
         return NGX_CONF_ERROR;
     }
 

@@ -30,6 +30,8 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
 
     if (conf->upstream == NULL) {
         conf->upstream = prev->upstream;
+        conf->upstream_file = prev->upstream_file;
+        conf->upstream_line = prev->upstream_line;
     }
 
     /* T4: DSS waits 5 s for the response to start, and the response starts
@@ -66,11 +68,13 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
+    /* cf points past the http block here: messages name their place */
+
     if (conf->upstream_connect_timeout > conf->upstream_timeout) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"dss_bill_upstream_connect_timeout\" exceeds "
-                      "\"dss_bill_upstream_timeout\" in location \"%V\"",
-                      &conf->location);
+                      "\"dss_bill_upstream_timeout\" in location \"%V\" "
+                      "in %s:%ui", &conf->location, conf->file, conf->line);
         return NGX_CONF_ERROR;
     }
 
@@ -171,20 +175,11 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "the archive's host in \"dss_bill_upstream\" holds "
                           "variables: set \"dss_bill_upstream_health_url\" "
-                          "(or \"off\") in location \"%V\"", &conf->location);
+                          "(or \"off\") for location \"%V\" in %s:%ui",
+                          &conf->location, conf->upstream_file,
+                          conf->upstream_line);
             return NGX_CONF_ERROR;
         }
-
-    } else if (ngx_strcmp(conf->upstream_health_url.data, "off") != 0
-               && dss_bill_upstream_url_check(
-                      (const char *) conf->upstream_health_url.data,
-                      conf->upstream_health_url.len, err, sizeof(err))
-                  != 0)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "invalid \"dss_bill_upstream_health_url\" \"%V\": %s",
-                      &conf->upstream_health_url, err);
-        return NGX_CONF_ERROR;
     }
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_dss_bill_module);

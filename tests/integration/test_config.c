@@ -431,17 +431,17 @@ static void test_config_archive_url_without_credentials(void **state) {
 
 static void test_config_archive_timeouts_ordered(void **state) {
     (void)state;
-    assert_refused(ARCHIVE_LOCATION("dss_bill_upstream_connect_timeout 5s;"),
-                   "\"dss_bill_upstream_connect_timeout\" exceeds "
-                   "\"dss_bill_upstream_timeout\" in location \"/dss/bill/\"");
+    assert_rejected(ARCHIVE_LOCATION("dss_bill_upstream_connect_timeout 5s;"),
+                    "\"dss_bill_upstream_connect_timeout\" exceeds "
+                    "\"dss_bill_upstream_timeout\" in location \"/dss/bill/\"");
 }
 
 static void test_config_archive_client_certificate_needs_key(void **state) {
     (void)state;
-    assert_refused(ARCHIVE_LOCATION(
-                       "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;"),
-                   "\"dss_bill_upstream_ssl_certificate\" and "
-                   "\"dss_bill_upstream_ssl_certificate_key\" go together");
+    assert_rejected(ARCHIVE_LOCATION(
+                        "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;"),
+                    "\"dss_bill_upstream_ssl_certificate\" and "
+                    "\"dss_bill_upstream_ssl_certificate_key\" go together");
 }
 
 static void test_D8_config_pdf_check_values(void **state) {
@@ -498,12 +498,11 @@ static void test_config_archive_key_must_match_certificate(void **state) {
              dss_path(&nginx, "encrypted-key.pem"));
     assert_int_equal(system(cmd), 0);
 
-    assert_refused(ARCHIVE_LOCATION(
-                       "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
-                       "dss_bill_upstream_ssl_certificate_key "
-                       "@PREFIX@/other-key.pem;"),
-                   "the private key does not match the certificate");
-    assert_output_contains("nginx.conf:");
+    assert_rejected(ARCHIVE_LOCATION(
+                        "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
+                        "dss_bill_upstream_ssl_certificate_key "
+                        "@PREFIX@/other-key.pem;"),
+                    "the private key does not match the certificate");
     assert_rejected(ARCHIVE_LOCATION(
                         "dss_bill_upstream_ssl_certificate @PREFIX@/cert.pem;\n"
                         "dss_bill_upstream_ssl_certificate_key "
@@ -537,14 +536,23 @@ static void test_config_archive_buffer_and_redirects_bounded(void **state) {
                     "must be between 0 and 10");
 }
 
+static void test_config_archive_health_url_checked_with_its_line(
+    void **state) {
+    (void)state;
+    assert_rejected(ARCHIVE_LOCATION(
+                        "dss_bill_upstream_health_url ftp://archive/;"),
+                    "invalid \"dss_bill_upstream_health_url\" "
+                    "\"ftp://archive/\": the URL must start with");
+}
+
 static void test_config_archive_variable_host_needs_health_url(void **state) {
     (void)state;
-    assert_refused(SERVER("    location /b/ {\n"
-                          "        dss_bill;\n"
-                          "        dss_bill_upstream http://$host/x;\n"
-                          "    }\n"),
-                   "set \"dss_bill_upstream_health_url\" (or \"off\") in "
-                   "location \"/b/\"");
+    assert_rejected(SERVER("    location /b/ {\n"
+                           "        dss_bill;\n"
+                           "        dss_bill_upstream http://$host/x;\n"
+                           "    }\n"),
+                    "set \"dss_bill_upstream_health_url\" (or \"off\") for "
+                    "location \"/b/\"");
     assert_accepted(SERVER("    location /b/ {\n"
                            "        dss_bill;\n"
                            "        dss_bill_upstream http://$host/x;\n"
@@ -592,6 +600,7 @@ int main(void) {
         cmocka_unit_test(test_config_archive_header_name_checked),
         cmocka_unit_test(test_config_archive_buffer_and_redirects_bounded),
         cmocka_unit_test(test_config_archive_variable_host_needs_health_url),
+        cmocka_unit_test(test_config_archive_health_url_checked_with_its_line),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
