@@ -147,6 +147,13 @@ bool set_options(dss_bill_fetch *fetch,
     // T5: a transfer removed while its name lookup runs lets the resolver
     // thread go instead of joining it (which blocks the worker)
     set(curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L));
+    // D9: an HTTP/1.1 answer that arrives late, after the next request went
+    // out on the same connection, cannot be told from that request's own:
+    // only dss_bill_upstream_keepalive on reuses connections (without it, a
+    // fetch neither takes a kept connection nor leaves its own)
+    const long own_connection = options.keepalive ? 0L : 1L;
+    set(curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, own_connection));
+    set(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, own_connection));
     set(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                          options.connect_timeout_ms));
     set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, options.timeout_ms));

@@ -33,6 +33,9 @@ struct ngx_http_dss_bill_transfer_s {
     ngx_queue_t                          queue;     /* while failing */
     unsigned                             active:1;  /* in the multi handle */
     unsigned                             failing:1;
+    unsigned                             stale:1;   /* its kept connection
+                                                       had unread bytes */
+    unsigned                             retried:1;
 };
 
 
@@ -98,6 +101,7 @@ typedef struct {
     ngx_msec_t                    upstream_timeout;
     size_t                        upstream_buffer_size;
     ngx_int_t                     upstream_redirects;
+    ngx_flag_t                    upstream_keepalive;
     ngx_flag_t                    upstream_ssl_verify;
     ngx_http_dss_bill_tls_file_t  upstream_ssl_trusted_certificate;
     ngx_http_dss_bill_tls_file_t  upstream_ssl_certificate;

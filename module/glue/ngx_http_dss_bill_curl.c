@@ -6,10 +6,11 @@
  * EAGAIN), curl's timer an nginx timer. Nothing here blocks.
  *
  * The archive connections are opened and closed through callbacks, so each
- * has its nginx connection for its whole life: while curl keeps one idle
- * for reuse, it is watched, and one that turns readable (a late or
- * unsolicited answer) is closed before it can carry another request (D9),
- * as nginx's keepalive module does for its cached upstream connections.
+ * has its nginx connection for its whole life. With dss_bill_upstream_keepalive
+ * on, libcurl keeps them for reuse; an idle one that turns readable (a late
+ * or unsolicited answer) is closed, as nginx's keepalive module does for its
+ * cached upstream connections, and a reused one is checked once more right
+ * before its request goes out (D9).
  */
 
 
@@ -17,6 +18,14 @@
 
 #include <curl/curl.h>
 #include <openssl/err.h>
+
+
+/* An archive connection: its nginx connection, for its whole life. */
+typedef struct {
+    ngx_connection_t       *connection;
+    in_port_t               local_port;   /* 0 until known */
+    unsigned                idle:1;       /* kept by libcurl, unused */
+} ngx_http_dss_bill_socket_t;
 
 
 typedef struct {
@@ -29,9 +38,11 @@ typedef struct {
     ngx_event_t             fail;
     ngx_queue_t             failing;
 
-    /* the archive connections, indexed by descriptor */
-    ngx_connection_t      **sockets;
-    ngx_uint_t              nsockets;
+    /* the archive connections, indexed by descriptor, and their
+     * descriptors by local port (what libcurl tells a pre-request check) */
+    ngx_http_dss_bill_socket_t  *sockets;
+    ngx_uint_t                   nsockets;
+    ngx_socket_t                *by_port;
 
     /* a socket whose peer is gone: put in place of a poisoned connection */
     ngx_socket_t            dead;
@@ -43,7 +54,11 @@ static curl_socket_t ngx_http_dss_bill_curl_open(void *clientp,
 static int ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s);
 static ngx_int_t ngx_http_dss_bill_curl_register(ngx_socket_t s,
     ngx_connection_t *c);
-static ngx_connection_t *ngx_http_dss_bill_curl_lookup(curl_socket_t s);
+static ngx_http_dss_bill_socket_t *ngx_http_dss_bill_curl_lookup(
+    curl_socket_t s);
+static int ngx_http_dss_bill_curl_prereq(void *clientp, char *primary_ip,
+    char *local_ip, int primary_port, int local_port);
+static ngx_int_t ngx_http_dss_bill_curl_stale(ngx_connection_t *c);
 static int ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_dss_bill_curl_timer(CURLM *multi, long timeout_ms,
@@ -53,7 +68,7 @@ static void ngx_http_dss_bill_curl_timeout(ngx_event_t *ev);
 static void ngx_http_dss_bill_curl_act(curl_socket_t s, int action);
 static void ngx_http_dss_bill_curl_drain(void);
 static void ngx_http_dss_bill_curl_watch(ngx_connection_t *c, int what);
-static void ngx_http_dss_bill_curl_idle(ngx_connection_t *c);
+static void ngx_http_dss_bill_curl_idle(ngx_http_dss_bill_socket_t *sock);
 static void ngx_http_dss_bill_curl_idle_readable(ngx_event_t *rev);
 static void ngx_http_dss_bill_curl_unwatch(ngx_connection_t *c);
 static void ngx_http_dss_bill_curl_fail(ngx_http_dss_bill_transfer_t *t);
@@ -95,8 +110,9 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
 
     dc->multi = curl_multi_init();
     dc->pool = dss_bill_fetch_pool_create(64, memory_budget);
+    dc->by_port = ngx_alloc(65536 * sizeof(ngx_socket_t), cycle->log);
 
-    if (dc->multi == NULL || dc->pool == NULL) {
+    if (dc->multi == NULL || dc->pool == NULL || dc->by_port == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "dss_bill: cannot create the libcurl multi handle");
         return NGX_ERROR;
@@ -128,6 +144,8 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
     dc->fail.data = dc;
 
     ngx_queue_init(&dc->failing);
+
+    ngx_memset(dc->by_port, 0xff, 65536 * sizeof(ngx_socket_t));   /* -1 */
 
     return NGX_OK;
 }
@@ -166,6 +184,11 @@ ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle)
         ngx_free(dc->sockets);
         dc->sockets = NULL;
         dc->nsockets = 0;
+    }
+
+    if (dc->by_port) {
+        ngx_free(dc->by_port);
+        dc->by_port = NULL;
     }
 
     if (dc->dead != (ngx_socket_t) -1) {
@@ -211,6 +234,16 @@ ngx_http_dss_bill_transfer_start(ngx_http_dss_bill_transfer_t *t,
         rc = curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                               ngx_http_dss_bill_curl_close);
     }
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION,
+                              ngx_http_dss_bill_curl_prereq);
+    }
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
+    }
+
+    t->stale = 0;
+    t->retried = 0;
 
     if (rc != CURLE_OK) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
@@ -335,14 +368,19 @@ ngx_http_dss_bill_curl_open(void *clientp, curlsocktype purpose,
 static int
 ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s)
 {
-    ngx_connection_t          *c;
-    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+    ngx_http_dss_bill_curl_t    *dc = &ngx_http_dss_bill_curl;
+    ngx_http_dss_bill_socket_t  *sock;
 
-    c = ngx_http_dss_bill_curl_lookup(s);
+    sock = ngx_http_dss_bill_curl_lookup(s);
 
-    if (c) {
-        ngx_http_dss_bill_curl_unwatch(c);
-        dc->sockets[s] = NULL;
+    if (sock) {
+        ngx_http_dss_bill_curl_unwatch(sock->connection);
+
+        if (sock->local_port && dc->by_port[sock->local_port] == s) {
+            dc->by_port[sock->local_port] = (ngx_socket_t) -1;
+        }
+
+        ngx_memzero(sock, sizeof(ngx_http_dss_bill_socket_t));
     }
 
     return close(s);
@@ -352,22 +390,22 @@ ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s)
 static ngx_int_t
 ngx_http_dss_bill_curl_register(ngx_socket_t s, ngx_connection_t *c)
 {
-    ngx_uint_t                 n;
-    ngx_connection_t         **sockets;
-    ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
+    ngx_uint_t                   n;
+    ngx_http_dss_bill_curl_t    *dc = &ngx_http_dss_bill_curl;
+    ngx_http_dss_bill_socket_t  *sockets;
 
     if ((ngx_uint_t) s >= dc->nsockets) {
         n = ngx_max(dc->nsockets * 2, (ngx_uint_t) s + 1);
         n = ngx_max(n, 1024);
 
-        sockets = ngx_calloc(n * sizeof(ngx_connection_t *), dc->log);
+        sockets = ngx_calloc(n * sizeof(ngx_http_dss_bill_socket_t), dc->log);
         if (sockets == NULL) {
             return NGX_ERROR;
         }
 
         if (dc->sockets) {
             ngx_memcpy(sockets, dc->sockets,
-                       dc->nsockets * sizeof(ngx_connection_t *));
+                       dc->nsockets * sizeof(ngx_http_dss_bill_socket_t));
             ngx_free(dc->sockets);
         }
 
@@ -375,22 +413,87 @@ ngx_http_dss_bill_curl_register(ngx_socket_t s, ngx_connection_t *c)
         dc->nsockets = n;
     }
 
-    dc->sockets[s] = c;
+    ngx_memzero(&dc->sockets[s], sizeof(ngx_http_dss_bill_socket_t));
+    dc->sockets[s].connection = c;
 
     return NGX_OK;
 }
 
 
-static ngx_connection_t *
+static ngx_http_dss_bill_socket_t *
 ngx_http_dss_bill_curl_lookup(curl_socket_t s)
 {
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
-    if (s < 0 || (ngx_uint_t) s >= dc->nsockets) {
+    if (s < 0 || (ngx_uint_t) s >= dc->nsockets
+        || dc->sockets[s].connection == NULL)
+    {
         return NULL;
     }
 
-    return dc->sockets[s];
+    return &dc->sockets[s];
+}
+
+
+/*
+ * CURLOPT_PREREQFUNCTION: libcurl is about to send a request on the
+ * connection with this local port. A kept connection that has anything to
+ * read before the request even went out holds a late or unsolicited answer,
+ * which libcurl would take for this request's (D9): the transfer is
+ * aborted, libcurl closes the connection, and the fetch starts again once.
+ */
+
+static int
+ngx_http_dss_bill_curl_prereq(void *clientp, char *primary_ip,
+    char *local_ip, int primary_port, int local_port)
+{
+    ngx_socket_t                   s;
+    ngx_http_dss_bill_curl_t      *dc = &ngx_http_dss_bill_curl;
+    ngx_http_dss_bill_socket_t    *sock;
+    ngx_http_dss_bill_transfer_t  *t = clientp;
+
+    if (local_port <= 0 || local_port > 65535) {
+        return CURL_PREREQFUNC_OK;
+    }
+
+    s = dc->by_port[local_port];
+    sock = ngx_http_dss_bill_curl_lookup(s);
+
+    /* a new connection, or one some transfer uses: nothing kept to check */
+
+    if (sock == NULL || !sock->idle
+        || ngx_http_dss_bill_curl_stale(sock->connection) != NGX_OK)
+    {
+        return CURL_PREREQFUNC_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, dc->log, 0,
+                  "dss_bill: a kept archive connection had unread bytes "
+                  "before its next request; fetching on a new one");
+
+    t->stale = 1;
+
+    return CURL_PREREQFUNC_ABORT;
+}
+
+
+/* NGX_OK when c has something to read (bytes, or the end of the stream). */
+
+static ngx_int_t
+ngx_http_dss_bill_curl_stale(ngx_connection_t *c)
+{
+    u_char     byte;
+    ssize_t    n;
+    ngx_err_t  err;
+
+    n = recv(c->fd, &byte, 1, MSG_PEEK|MSG_DONTWAIT);
+    err = ngx_socket_errno;
+
+    if (n == -1 && (err == NGX_EAGAIN || err == NGX_EINTR)) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -399,19 +502,22 @@ ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp)
 {
     CURLMcode                      rc;
+    socklen_t                      len;
+    ngx_sockaddr_t                 sa;
     ngx_connection_t              *c;
+    ngx_http_dss_bill_socket_t    *sock;
     ngx_http_dss_bill_transfer_t  *t;
     ngx_http_dss_bill_curl_t      *dc = &ngx_http_dss_bill_curl;
 
     /* an archive connection; else a socket of libcurl's own, such as its
      * resolver's, watched only while libcurl asks */
 
-    c = ngx_http_dss_bill_curl_lookup(s);
+    sock = ngx_http_dss_bill_curl_lookup(s);
 
     if (what == CURL_POLL_REMOVE) {
-        if (c) {
+        if (sock) {
             /* no transfer uses it now: libcurl keeps it for reuse */
-            ngx_http_dss_bill_curl_idle(c);
+            ngx_http_dss_bill_curl_idle(sock);
 
         } else if (socketp) {
             ngx_http_dss_bill_curl_unwatch(socketp);
@@ -421,8 +527,22 @@ ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s, int what,
         return 0;
     }
 
-    if (c == NULL) {
-        c = socketp;
+    c = socketp;
+
+    if (sock) {
+        c = sock->connection;
+        sock->idle = 0;
+
+        /* connected (or connecting): its local port is bound now */
+
+        if (sock->local_port == 0) {
+            len = sizeof(ngx_sockaddr_t);
+
+            if (getsockname(s, &sa.sockaddr, &len) == 0) {
+                sock->local_port = ngx_inet_get_port(&sa.sockaddr);
+                dc->by_port[sock->local_port] = s;
+            }
+        }
     }
 
     if (c == NULL) {
@@ -500,8 +620,12 @@ ngx_http_dss_bill_curl_watch(ngx_connection_t *c, int what)
  */
 
 static void
-ngx_http_dss_bill_curl_idle(ngx_connection_t *c)
+ngx_http_dss_bill_curl_idle(ngx_http_dss_bill_socket_t *sock)
 {
+    ngx_connection_t  *c = sock->connection;
+
+    sock->idle = 1;
+
     ngx_http_dss_bill_curl_watch(c, CURL_POLL_IN);
 
     if (c->write->posted) {
@@ -510,6 +634,9 @@ ngx_http_dss_bill_curl_idle(ngx_connection_t *c)
 
     /* a read event already posted is checked again by the new handler */
     c->read->handler = ngx_http_dss_bill_curl_idle_readable;
+
+    /* what arrived with (or right after) the last answer is there now */
+    ngx_http_dss_bill_curl_idle_readable(c->read);
 }
 
 
@@ -523,24 +650,15 @@ ngx_http_dss_bill_curl_idle(ngx_connection_t *c)
 static void
 ngx_http_dss_bill_curl_idle_readable(ngx_event_t *rev)
 {
-    u_char                     byte;
-    ssize_t                    n;
-    ngx_err_t                  err;
     ngx_connection_t          *c = rev->data;
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
-    n = recv(c->fd, &byte, 1, MSG_PEEK|MSG_DONTWAIT);
-    err = ngx_socket_errno;
-
-    if (n == -1 && (err == NGX_EAGAIN || err == NGX_EINTR)) {
+    if (ngx_http_dss_bill_curl_stale(c) != NGX_OK) {
         return;     /* a stale event: nothing arrived */
     }
 
-    if (n > 0) {
-        ngx_log_error(NGX_LOG_INFO, dc->log, 0,
-                      "dss_bill: an idle archive connection received "
-                      "unsolicited bytes; closing it");
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, dc->log, 0,
+                   "dss_bill: an idle archive connection turned readable");
 
     /* out of the event set first: after dup2() the descriptor is another
      * file, which epoll_ctl() would not find */
@@ -710,7 +828,15 @@ ngx_http_dss_bill_curl_drain(void)
             continue;
         }
 
-        if (dss_bill_fetch_redirected(t->fetch, result)) {
+        /* again, once, on a new connection (see the pre-request check);
+         * or on to a redirect's target */
+
+        if ((result == CURLE_ABORTED_BY_CALLBACK && t->stale && !t->retried)
+            || dss_bill_fetch_redirected(t->fetch, result))
+        {
+            t->retried |= t->stale;
+            t->stale = 0;
+
             rc = curl_multi_add_handle(dc->multi, easy);
             if (rc == CURLM_OK) {
                 continue;

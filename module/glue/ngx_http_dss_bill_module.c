@@ -147,6 +147,13 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       offsetof(ngx_http_dss_bill_loc_conf_t, upstream_redirects),
       &ngx_http_dss_bill_redirects_bounds },
 
+    { ngx_string("dss_bill_upstream_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, upstream_keepalive),
+      NULL },
+
     { ngx_string("dss_bill_upstream_ssl_verify"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -362,6 +369,7 @@ ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf)
     conf->upstream_timeout = NGX_CONF_UNSET_MSEC;
     conf->upstream_buffer_size = NGX_CONF_UNSET_SIZE;
     conf->upstream_redirects = NGX_CONF_UNSET;
+    conf->upstream_keepalive = NGX_CONF_UNSET;
     conf->upstream_ssl_verify = NGX_CONF_UNSET;
 
     return conf;

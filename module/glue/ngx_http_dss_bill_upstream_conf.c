@@ -47,6 +47,10 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
                          0);
     ngx_conf_merge_value(conf->upstream_ssl_verify, prev->upstream_ssl_verify,
                          1);
+
+    /* D9: like proxy_pass, a new connection per fetch unless asked for */
+    ngx_conf_merge_value(conf->upstream_keepalive, prev->upstream_keepalive,
+                         0);
     ngx_http_dss_bill_merge_tls_file(&conf->upstream_ssl_trusted_certificate,
                                      &prev->upstream_ssl_trusted_certificate);
     ngx_http_dss_bill_merge_tls_file(&conf->upstream_ssl_certificate,
@@ -111,6 +115,7 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     o->buffer_size = conf->upstream_buffer_size;
     o->ssl_verify = conf->upstream_ssl_verify;
     o->max_redirects = conf->upstream_redirects;
+    o->keepalive = conf->upstream_keepalive;
     o->pdf_check = (dss_bill_pdf_check) conf->pdf_check;
     o->basic_auth = conf->upstream_basic_auth.len
                     ? (const char *) conf->upstream_basic_auth.data : NULL;

@@ -238,6 +238,7 @@ typedef struct {
     const char *basic_auth;   /* "user:password", or NULL */
     const char *const *headers; /* NULL-terminated "Name: value" lines */
     long max_redirects;       /* 0: redirects are an error */
+    int keepalive;            /* reuse connections (D9: see the README) */
     dss_bill_pdf_check pdf_check; /* dss_bill_pdf_check */
 } dss_bill_upstream_options;
 

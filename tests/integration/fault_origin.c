@@ -180,6 +180,46 @@ static int respond(connection *c, const char *path, const char *request) {
         c->origin->unsolicited_sent++;
         pthread_mutex_unlock(&c->origin->lock);
         return 1;
+    } else if (strncmp(path, "/ka-excess-", 11) == 0) {
+        /* one more answer nobody asked for, in the same write as the asked
+         * one: both arrive before anything else can happen */
+        const char *id = path + 11;
+        char other[96];
+        snprintf(other, sizeof(other), "E-%.60s", id);
+        char *first = fault_origin_bill(id, FAULT_ORIGIN_KA_SIZE);
+        char *second = fault_origin_bill(other, FAULT_ORIGIN_KA_SIZE);
+        size_t cap = 2 * (FAULT_ORIGIN_KA_SIZE + 256), len = 0;
+        char *both = malloc(cap);
+        int rc = -1;
+        if (first && second && both) {
+            for (int i = 0; i < 2; i++) {
+                len += (size_t)snprintf(
+                    both + len, cap - len,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                    "Content-Length: %d\r\n\r\n",
+                    FAULT_ORIGIN_KA_SIZE);
+                memcpy(both + len, i == 0 ? first : second,
+                       FAULT_ORIGIN_KA_SIZE);
+                len += FAULT_ORIGIN_KA_SIZE;
+            }
+            rc = send_all(fd, both, len);
+        }
+        free(first);
+        free(second);
+        free(both);
+        return rc == 0;
+    } else if (strncmp(path, "/ka-late-", 9) == 0) {
+        /* one more answer nobody asked for, late: the next request may be
+         * on its way already */
+        const char *id = path + 9;
+        char other[96];
+        if (send_bill(fd, id, FAULT_ORIGIN_KA_SIZE, 0) != 0) {
+            return 0;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        snprintf(other, sizeof(other), "E-%.60s", id);
+        return send_bill(fd, other, FAULT_ORIGIN_KA_SIZE, 0) == 0;
     } else if (strncmp(path, "/ka-", 4) == 0) {
         return send_bill(fd, path + 4, FAULT_ORIGIN_KA_SIZE, 0) == 0;
     } else if (strncmp(path, "/cut-close-", 11) == 0) {

@@ -27,6 +27,9 @@
  *   /ka-<id>             200, fault_origin_bill(<id>, FAULT_ORIGIN_KA_SIZE)
  *                        with Content-Length; the connection stays open
  *                        for further requests
+ *   /ka-excess-<id>      the same and one more complete, unsolicited 200
+ *                        (bill "E-<id>"), in one write
+ *   /ka-late-<id>        the same, the unsolicited 200 ~20 ms later
  *   /ka-unsolicited-<id> the same, then ~50 ms later one more complete,
  *                        unsolicited 200 (bill "E-<id>") on the same
  *                        connection, which stays open for further requests

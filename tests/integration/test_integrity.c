@@ -75,6 +75,13 @@ static const char *const module_config =
     "    location /ka/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream http://127.0.0.1:%3$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_keepalive on;\n"
+    "        dss_bill_upstream_timeout 3s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /ka-default/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%3$d/$dss_bill_id;\n"
     "        dss_bill_upstream_timeout 3s;\n"
     "        dss_bill_upstream_health_url off;\n"
     "    }\n"
@@ -94,10 +101,12 @@ static const char *const module_config =
     "    }\n"
     "}\n";
 
-/* %1$d archive port */
+/* %1$d archive port; kept connections here, so that the battery also
+ * proves their reuse */
 static const char *const module0_config =
     "sendfile on;\n"
     "dss_bill_upstream_memory 0;\n"
+    "dss_bill_upstream_keepalive on;\n"
     "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
     "server {\n"
     "    listen 127.0.0.1:@PORT@;\n"
@@ -721,7 +730,131 @@ test_D9_concurrent_archive_downloads_get_their_own_bytes(void **state) {
 static void test_D9_concurrent_archive_downloads_get_their_own_bytes_memory_0(
     void **state) {
     (void)state;
-    concurrent_downloads(&nginx0, "dss_bill_upstream_memory 0");
+    concurrent_downloads(&nginx0,
+                         "dss_bill_upstream_memory 0, keepalive on");
+}
+
+/*
+ * KA_CLIENTS concurrent clients fetch KA_TOTAL bills through location, the
+ * i-th from the origin path kinds[i % nkinds] + "k<i>" (e.g. "ka-excess-k7"),
+ * whose answer is fault_origin_bill("k<i>"). Every 200 must be that bill;
+ * with allow_500, a 500 is an acceptable answer too.
+ */
+enum { KA_CLIENTS = 32, KA_TOTAL = 480 };
+
+static void concurrent_ka(const char *location, const char *const *kinds,
+                          int nkinds, int allow_500) {
+    static client clients[KA_CLIENTS];
+    static char ids[KA_CLIENTS][16];
+    CURLM *multi = curl_multi_init();
+    assert_non_null(multi);
+    int started = 0, active = 0, wrong = 0, failed = 0, ok = 0;
+    char example[768] = "";
+
+    for (int i = 0; i < KA_CLIENTS; i++) {
+        memset(&clients[i], 0, sizeof(client));
+        clients[i].easy = curl_easy_init();
+        assert_non_null(clients[i].easy);
+        curl_easy_setopt(clients[i].easy, CURLOPT_WRITEFUNCTION, client_write);
+        curl_easy_setopt(clients[i].easy, CURLOPT_WRITEDATA, &clients[i]);
+        curl_easy_setopt(clients[i].easy, CURLOPT_PRIVATE, &clients[i]);
+        curl_easy_setopt(clients[i].easy, CURLOPT_TIMEOUT_MS, 20000L);
+    }
+
+    while (started < KA_TOTAL || active > 0) {
+        for (int i = 0; i < KA_CLIENTS && started < KA_TOTAL; i++) {
+            client *c = &clients[i];
+            if (c->bill != 0) {
+                continue; /* busy */
+            }
+            char url[256];
+            c->bill = started + 1;
+            c->len = 0;
+            snprintf(ids[i], sizeof(ids[i]), "k%d", started);
+            snprintf(url, sizeof(url),
+                     "http://127.0.0.1:%d%sdownload/%s%s", nginx.port,
+                     location, kinds[started % nkinds], ids[i]);
+            curl_easy_setopt(c->easy, CURLOPT_URL, url);
+            curl_multi_add_handle(multi, c->easy);
+            started++;
+            active++;
+        }
+        int running;
+        curl_multi_perform(multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE) {
+                continue;
+            }
+            client *c = NULL;
+            long status = 0;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,
+                              &status);
+            CURLcode result = msg->data.result;
+            curl_multi_remove_handle(multi, msg->easy_handle);
+            const char *id = ids[c - clients];
+            char *expected = fault_origin_bill(id, FAULT_ORIGIN_KA_SIZE);
+            char why[512];
+            assert_non_null(expected);
+            if (result == CURLE_OK && status == 200) {
+                if (same_bytes(c->body, c->len, expected,
+                               FAULT_ORIGIN_KA_SIZE, why, sizeof(why))) {
+                    ok++;
+                } else if (wrong++ == 0) {
+                    snprintf(example, sizeof(example),
+                             "asked %s, got a 200 with %s", id, why);
+                }
+            } else if (!(result == CURLE_OK && status == 500 && allow_500)) {
+                failed++;
+            }
+            free(expected);
+            c->bill = 0;
+            active--;
+        }
+        if (active > 0) {
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+        }
+    }
+    for (int i = 0; i < KA_CLIENTS; i++) {
+        curl_easy_cleanup(clients[i].easy);
+        free(clients[i].body);
+        clients[i].body = NULL;
+    }
+    curl_multi_cleanup(multi);
+
+    fprintf(stderr,
+            "[ info     ] %s: %d downloads, %d right, %d wrong, %d failed\n",
+            location, KA_TOTAL, ok, wrong, failed);
+    if (wrong > 0) {
+        fail_msg("%s: %d of %d downloads were a 200 with another bill's "
+                 "bytes; e.g. %s",
+                 location, wrong, KA_TOTAL, example);
+    }
+    assert_int_equal(failed, 0);
+    /* most must have been served: the check must not just refuse */
+    assert_true(ok >= KA_TOTAL / 2);
+}
+
+/* Kept connections: an answer the archive sends unasked, together with the
+ * asked one, never reaches the next request on that connection (bytes that
+ * are there when the connection is parked, arrive while it is idle, or wait
+ * when it is reused are all caught). */
+static void test_D9_unsolicited_answers_under_load_with_keepalive(
+    void **state) {
+    (void)state;
+    static const char *const kinds[] = {"ka-", "ka-excess-", "ka-", "ka-"};
+    concurrent_ka("/ka/", kinds, 4, 1);
+}
+
+/* By default no connection is reused: even an answer that comes late, when
+ * the next request could already be on its way (which HTTP/1.1 cannot tell
+ * from that request's own answer), reaches nobody. */
+static void test_D9_late_answers_reach_nobody_by_default(void **state) {
+    (void)state;
+    static const char *const kinds[] = {"ka-", "ka-late-", "ka-excess-"};
+    concurrent_ka("/ka-default/", kinds, 3, 0);
 }
 
 /* ---- D9: a slow reader keeps its own bill ------------------------------- */
@@ -1059,6 +1192,8 @@ int main(void) {
             test_D9_concurrent_archive_downloads_get_their_own_bytes),
         cmocka_unit_test(
             test_D9_concurrent_archive_downloads_get_their_own_bytes_memory_0),
+        cmocka_unit_test(test_D9_unsolicited_answers_under_load_with_keepalive),
+        cmocka_unit_test(test_D9_late_answers_reach_nobody_by_default),
         cmocka_unit_test(test_D9_slow_reader_keeps_its_own_bill),
         cmocka_unit_test(test_D8_big_first_chunk_is_checked_not_stale_memory),
         cmocka_unit_test(

@@ -64,6 +64,7 @@ static const char *const module_config =
     "    location /arch/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_keepalive on;\n"
     "        dss_bill_health_interval 100ms;\n"
     "    }\n"
     "    location /spill/ {\n"
@@ -507,6 +508,39 @@ static void test_H3_health_follows_the_archive(void **state) {
 /* ---- T5: keep-alive and concurrency
  * ------------------------------------------ */
 
+/* The highest $connection_requests the archive logged for uri; polled: the
+ * access log is written after the response. */
+static long archive_connection_requests(const char *uri, int expect_lines) {
+    long most = 0;
+    for (int i = 0; i < 250; i++) {
+        size_t len;
+        int lines = 0;
+        char *log = dss_read_file(dss_path(&archive, "logs/archive.log"), &len);
+        assert_non_null(log);
+        most = 0;
+        for (char *line = log; line && *line;) {
+            long conn, requests, status;
+            char logged[256];
+            if (sscanf(line, "%ld %ld %ld %255s", &conn, &requests, &status,
+                       logged) == 4 &&
+                strcmp(logged, uri) == 0) {
+                lines++;
+                most = requests > most ? requests : most;
+            }
+            line = strchr(line, '\n');
+            line = line ? line + 1 : NULL;
+        }
+        free(log);
+        if (lines >= expect_lines) {
+            return most;
+        }
+        pause_briefly();
+    }
+    fail_msg("the archive did not log %d requests for %s", expect_lines, uri);
+    return 0;
+}
+
+/* dss_bill_upstream_keepalive on: one connection carries several fetches */
 static void test_T5_archive_connections_are_reused(void **state) {
     (void)state;
     for (int i = 0; i < 5; i++) {
@@ -514,28 +548,23 @@ static void test_T5_archive_connections_are_reused(void **state) {
         assert_int_equal(r.status, 200);
         dss_response_free(&r);
     }
-    /* "$connection $connection_requests": some connection served several
-     * (polled: the access log is written after the response) */
-    int reused = 0;
-    for (int i = 0; i < 250 && !reused; i++) {
-        size_t len;
-        char *log = dss_read_file(dss_path(&archive, "logs/archive.log"), &len);
-        assert_non_null(log);
-        for (char *line = log; line && *line;) {
-            long conn, requests;
-            if (sscanf(line, "%ld %ld", &conn, &requests) == 2 &&
-                requests >= 3) {
-                reused = 1;
-            }
-            line = strchr(line, '\n');
-            line = line ? line + 1 : NULL;
-        }
-        free(log);
-        if (!reused) {
-            pause_briefly();
-        }
+    assert_true(archive_connection_requests("/100000000001.pdf", 5) >= 3);
+}
+
+/* D9: by default (like proxy_pass) every fetch has its own connection,
+ * even where other locations keep connections to the same archive */
+static void test_D9_archive_connections_are_not_reused_by_default(
+    void **state) {
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        dss_response r = dss_get(&nginx, "/arch/download/100000000001");
+        assert_int_equal(r.status, 200);
+        dss_response_free(&r);
+        r = dss_get(&nginx, "/fallback/download/archiveonly");
+        assert_int_equal(r.status, 200);
+        dss_response_free(&r);
     }
-    assert_true(reused);
+    assert_int_equal(archive_connection_requests("/archiveonly.pdf", 5), 1);
 }
 
 static void
@@ -710,6 +739,7 @@ int main(void) {
         cmocka_unit_test(test_D8_client_disconnect_cancels_the_fetch),
         cmocka_unit_test(test_H3_health_follows_the_archive),
         cmocka_unit_test(test_T5_archive_connections_are_reused),
+        cmocka_unit_test(test_D9_archive_connections_are_not_reused_by_default),
         cmocka_unit_test(
             test_T5_200_slow_fetches_leave_health_and_root_responsive),
         cmocka_unit_test(test_T6_reload_finishes_fetches_in_flight),
