@@ -28,8 +28,8 @@ STALL_COUNT = int(os.environ.get("BENCH_STALL", "1000"))
 NOISE_BAND = 0.05                    # a self-comparison varies by ~ +-5 %
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-ARCHIVE_SKIPPED = ("archive rows: dss_bill_upstream not available in this "
-                   "build")
+# wrk's script that checks every response of a measured round
+CHECK_LUA = os.path.join(HERE, "check.lua")
 
 
 def log(msg):
