@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from common import (CONNECTIONS, HERE, MAX_REPEATS, MAX_STEAL, NGINX,
-                    NOISE_BAND, SECONDS, STALL_COUNT)
+                    NOISE_BAND, ROWS_ENV, SECONDS, STALL_COUNT)
 
 
 # ---- results -----------------------------------------------------------------
@@ -185,6 +185,9 @@ def render(args, bench, rows, stall):
     today = datetime.datetime.now(datetime.timezone.utc)
     L = [f"# ngx_http_dss_bill_module benchmark, {today:%Y-%m-%d}", ""]
     L += machine_lines(args, bench)
+    if ROWS_ENV:
+        L.append(f"- **focused run, not a full result**: only "
+                 f"`BENCH_ROWS={','.join(ROWS_ENV)}`")
     L += ["",
           "Ratios are medians of per-round ratios, (min–max) over the rounds,"
           " oriented so that **above 1 favours the module** (A): "
@@ -209,6 +212,29 @@ def render(args, bench, rows, stall):
           "but the measured worker and wrk during a round (other builds "
           "and tests on the machine, the origin nginx in the archive rows)."
           " *steal*: the hypervisor's, from /proc/stat.", ""]
+    if stall:
+        L += stall_lines(stall)
+    L += ["", "## Targets", ""]
+    L += targets(rows, stall)
+    L += ["", "## Per-round ratios", "",
+          "req/s A/B and CPU/req B/A of every round, in order, then the "
+          "same ratios over all rounds pooled (less sensitive to one "
+          "disturbed round than a median of few).", ""]
+    for row in rows:
+        s = summarize(row)
+        L.append(f"- {row.key}: req/s "
+                 + " ".join(f"{x:.3f}" for x in s["rps_rounds"])
+                 + "; CPU/req "
+                 + " ".join(f"{x:.3f}" for x in s["cpu_rounds"])
+                 + f"; pooled (all rounds summed) {s['pooled_rps']:.3f} / "
+                 f"{s['pooled_cpu']:.3f}; {row.checked:,} responses checked")
+    L.append("")
+    L.append(f"Run time: {time.monotonic() - bench.t_start:.0f} s.")
+    return "\n".join(L) + "\n"
+
+
+def stall_lines(stall):
+    L = []
     L.append("## Stalled archive fetches")
     L.append("")
     b = stall["baseline"]
@@ -239,23 +265,7 @@ def render(args, bench, rows, stall):
                  f"{lat['p50']:.2f} ms | "
                  f"{lat['p99']:.2f} ms | {lat['max']:.2f} ms | "
                  f"{codes(lat['codes'])} | {r['origin_open_after']} |")
-    L += ["", "## Targets", ""]
-    L += targets(rows, stall)
-    L += ["", "## Per-round ratios", "",
-          "req/s A/B and CPU/req B/A of every round, in order, then the "
-          "same ratios over all rounds pooled (less sensitive to one "
-          "disturbed round than a median of few).", ""]
-    for row in rows:
-        s = summarize(row)
-        L.append(f"- {row.key}: req/s "
-                 + " ".join(f"{x:.3f}" for x in s["rps_rounds"])
-                 + "; CPU/req "
-                 + " ".join(f"{x:.3f}" for x in s["cpu_rounds"])
-                 + f"; pooled (all rounds summed) {s['pooled_rps']:.3f} / "
-                 f"{s['pooled_cpu']:.3f}; {row.checked:,} responses checked")
-    L.append("")
-    L.append(f"Run time: {time.monotonic() - bench.t_start:.0f} s.")
-    return "\n".join(L) + "\n"
+    return L
 
 
 def codes(c):
@@ -268,6 +278,8 @@ def targets(rows, stall):
 
     def line(label, keys, target):
         parts, states = [], []
+        if not all(k in by for k in keys):
+            return
         for k in keys:
             r = by[k]
             s = summarize(r)
@@ -291,19 +303,22 @@ def targets(rows, stall):
                        f"own; it is inside the root rows above): "
                        f"{cost_text(s)} (medians), pooled "
                        f"{s['pooled_rps']:.3f} / {s['pooled_cpu']:.3f}")
-    r = stall["module"]
-    grow = (r["rss_during_kib"] - r["rss_before_kib"]) / 1024
-    p99 = r["latency"]["p99"]
-    reached = r["reached_origin"]
-    ok = grow < 64 and reached >= STALL_COUNT
-    out.append(f"- memory growth for {STALL_COUNT} stalled fetches "
-               f"< 64 MB: **{'met' if ok else 'missed'}**: "
-               f"{grow:.1f} MiB ({reached} of {STALL_COUNT} fetches "
-               "reached the origin)")
-    out.append(f"- health p99 during the stall < 10 ms: "
-               f"**{'met' if p99 < 10 else 'missed'}**: {p99:.2f} ms")
+    if stall:
+        r = stall["module"]
+        grow = (r["rss_during_kib"] - r["rss_before_kib"]) / 1024
+        p99 = r["latency"]["p99"]
+        reached = r["reached_origin"]
+        ok = grow < 64 and reached >= STALL_COUNT
+        out.append(f"- memory growth for {STALL_COUNT} stalled fetches "
+                   f"< 64 MB: **{'met' if ok else 'missed'}**: "
+                   f"{grow:.1f} MiB ({reached} of {STALL_COUNT} fetches "
+                   "reached the origin)")
+        out.append(f"- health p99 during the stall < 10 ms: "
+                   f"**{'met' if p99 < 10 else 'missed'}**: {p99:.2f} ms")
     parts = []
     for k in ("self100k", "self1m"):
+        if k not in by:
+            continue
         s = summarize(by[k])
         parts.append(f"{k} {fmt(s['rps'])} / {fmt(s['cpu'])}")
     out.append("- noise in this run: stock against itself reads "

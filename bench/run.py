@@ -28,7 +28,8 @@ import tempfile
 import time
 
 from common import (BILLS, BUDGET, HERE, MAX_REPEATS, MAX_ROUNDS,
-                    MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, SECONDS, STALL_BILL,
+                    MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, ROWS_ENV, SECONDS,
+                    STALL_BILL,
                     STALL_COUNT, STALL_RESERVE, die, free_port, log)
 from measure import WrongBytes, latency, read_json, rss_kib, wrk_round
 from report import module_source, render, summarize
@@ -249,7 +250,7 @@ class Bench:
     def plan(self, rows):
         """Rounds per row: BENCH_ROUNDS, or as many as fit the budget."""
         pair = 2 * (SECONDS + 0.15)
-        todo = rows
+        todo = rows or [None]
         left = BUDGET - (time.monotonic() - self.t_start) - STALL_RESERVE
         if ROUNDS_ENV != "auto":
             self.rounds = int(ROUNDS_ENV)
@@ -411,12 +412,21 @@ def main():
     try:
         bench.setup()
         rows = rows_all()
+        if ROWS_ENV:
+            keys = [r.key for r in rows] + ["stall"]
+            unknown = [k for k in ROWS_ENV if k not in keys]
+            if unknown:
+                die(f"BENCH_ROWS: unknown {', '.join(unknown)} (rows: "
+                    f"{', '.join(keys)})")
+            rows = [r for r in rows if r.key in ROWS_ENV]
         bench.plan(rows)
         bench.warm_up()
         for n, row in enumerate(rows):
             bench.rows_left = len(rows) - n - 1
             bench.run_row(row)
-        stall = bench.stall_test()
+        stall = None
+        if not ROWS_ENV or "stall" in ROWS_ENV:
+            stall = bench.stall_test()
         bench.checked = sum(r.checked for r in rows)
         text = render(args, bench, rows, stall)
     finally:
