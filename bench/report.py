@@ -87,7 +87,8 @@ def verdict(row, s, by):
 def cost_text(s):
     """A cost row's medians as what A costs over B (positive: A slower)."""
     return (f"A's cost {100 * (1 - s['rps'][0]):+.1f} % req/s, "
-            f"{100 * (1 / s['cpu'][0] - 1):+.1f} % CPU/req")
+            f"{100 * (1 / s['cpu'][0] - 1):+.1f} % CPU/req (negative: A "
+            f"did better)")
 
 
 def fmt(m):
@@ -213,8 +214,8 @@ def render(args, bench, rows, stall):
           "and tests on the machine, the origin nginx in the archive rows)."
           " *steal*: the hypervisor's, from /proc/stat.", ""]
     if stall:
-        L += stall_lines(stall)
-    L += ["", "## Targets", ""]
+        L += stall_lines(stall) + [""]
+    L += ["## Targets", ""]
     L += targets(rows, stall)
     L += ["", "## Per-round ratios", "",
           "req/s A/B and CPU/req B/A of every round, in order, then the "
@@ -278,7 +279,8 @@ def targets(rows, stall):
 
     def line(label, keys, target):
         parts, states = [], []
-        if not all(k in by for k in keys):
+        keys = [k for k in keys if k in by]     # a focused run: some
+        if not keys:
             return
         for k in keys:
             r = by[k]
@@ -321,6 +323,8 @@ def targets(rows, stall):
             continue
         s = summarize(by[k])
         parts.append(f"{k} {fmt(s['rps'])} / {fmt(s['cpu'])}")
+    if not parts:
+        return out
     out.append("- noise in this run: stock against itself reads "
                + ", ".join(parts) + " (req/s / CPU per request). A row "
                "below its target is called *within noise* when both its "
