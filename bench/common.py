@@ -17,6 +17,9 @@ BILLS = {
 STALL_BILL = "100000009999"          # the id the stalled downloads ask for
 
 ROUNDS_ENV = os.environ.get("BENCH_ROUNDS", "auto")
+# A focused run: only these rows (comma-separated keys), plus "stall" for the
+# stalled-fetch measurement. Empty: everything (a result to commit).
+ROWS_ENV = [k for k in os.environ.get("BENCH_ROWS", "").split(",") if k]
 MIN_ROUNDS, MAX_ROUNDS = 8, 16
 BUDGET = float(os.environ.get("BENCH_BUDGET", "270"))
 STALL_RESERVE = 25.0                 # seconds the stall measurement takes
@@ -28,8 +31,8 @@ STALL_COUNT = int(os.environ.get("BENCH_STALL", "1000"))
 NOISE_BAND = 0.05                    # a self-comparison varies by ~ +-5 %
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-ARCHIVE_SKIPPED = ("archive rows: dss_bill_upstream not available in this "
-                   "build")
+# wrk's script that checks every response of a measured round
+CHECK_LUA = os.path.join(HERE, "check.lua")
 
 
 def log(msg):

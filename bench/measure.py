@@ -9,7 +9,7 @@ import resource
 import subprocess
 import time
 
-from common import CLK_TCK, CONNECTIONS, SECONDS, die, log
+from common import CHECK_LUA, CLK_TCK, CONNECTIONS, SECONDS, die
 
 
 # ---- /proc readings --------------------------------------------------------
@@ -45,10 +45,17 @@ def rss_kib(pid):
 
 # ---- one round of wrk ------------------------------------------------------
 
-def wrk_round(url, worker_pid):
-    """Runs wrk once; returns a dict of measurements."""
+class WrongBytes(Exception):
+    """A measured round saw a response that is not the expected bill."""
+
+
+def wrk_round(url, worker_pid, expect):
+    """Runs wrk once, every response checked by bench/check.lua against
+    `expect` (a file, or "-" for an empty body); returns a dict of
+    measurements. Raises WrongBytes when any response was not a 200 with
+    exactly the expected bytes."""
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--timeout",
-           "5s", url]
+           "5s", "-s", CHECK_LUA, url, "--", expect]
     c0 = host_cpu()
     w0 = task_cpu_ns(worker_pid)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -66,13 +73,28 @@ def wrk_round(url, worker_pid):
     if not m or not rps:
         die(f"cannot read wrk's output for {url}:\n{out}")
     requests = int(m.group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if bad:
-        die(f"{url}: {bad.group(1)} non-2xx answers in a round")
+    checks = re.findall(r"^bench-check good=(\d+) bad=(\d+)$", out, re.M)
+    if not checks:
+        die(f"{url}: wrk printed no byte check (bench/check.lua):\n{out}"
+            f"{p.stderr}")
+    good = sum(int(g) for g, _ in checks)
+    bad = sum(int(b) for _, b in checks)
+    example = re.search(r"^bench-check example=(.*)$", out, re.M)
+    if bad or good != requests:
+        raise WrongBytes(
+            f"{bad} of {requests} responses were not a 200 with the exact "
+            f"bytes of {expect if expect != '-' else 'an empty body'}"
+            + (f" ({good} checked good, {requests} counted by wrk)"
+               if good + bad != requests else "")
+            + (f"; first: {example.group(1)}" if example else ""))
+    # A body cut short or a response that never completes is no response
+    # to wrk: it shows up only here, as a read error or a timeout.
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                      r"timeout (\d+)", out)
     if sock and any(int(x) for x in sock.groups()):
-        log(f"warning: {url}: socket errors ({sock.group(0)})")
+        raise WrongBytes(f"{sock.group(0)} (a body cut short, a dropped "
+                         f"connection or a response that never completed), "
+                         f"besides {requests} checked responses")
     if requests == 0:
         die(f"{url}: no request completed in a round")
     worker_ns = w1 - w0
@@ -87,6 +109,7 @@ def wrk_round(url, worker_pid):
         "cpu_us": worker_ns / requests / 1000.0,
         "steal": 100.0 * (c1[1] - c0[1]) / dtotal,
         "other": 100.0 * other,
+        "checked": good,
     }
 
 

@@ -8,8 +8,8 @@ import statistics
 import subprocess
 import time
 
-from common import (ARCHIVE_SKIPPED, CONNECTIONS, HERE, MAX_REPEATS,
-                    MAX_STEAL, NGINX, NOISE_BAND, SECONDS, STALL_COUNT)
+from common import (CONNECTIONS, HERE, MAX_REPEATS, MAX_STEAL, NGINX,
+                    NOISE_BAND, ROWS_ENV, SECONDS, STALL_COUNT)
 
 
 # ---- results -----------------------------------------------------------------
@@ -49,7 +49,7 @@ def noise(row, by):
     the size-matched stock-vs-stock row's distance from 1, at least the
     usual +-5 %."""
     ref = by.get(row.noise_ref)
-    if ref is None or ref.skipped or not ref.rounds:
+    if ref is None or not ref.rounds:
         return NOISE_BAND, NOISE_BAND
     s = summarize(ref)
     return (max(NOISE_BAND, abs(s["rps"][0] - 1)),
@@ -70,6 +70,10 @@ def verdict(row, s, by):
     if row.reference:
         return (f"reference: medians {100 * (s['rps'][0] - 1):+.1f} % / "
                 f"{100 * (s['cpu'][0] - 1):+.1f} % from 1")
+    if row.cost:
+        band = noise(row, by)
+        return (f"no target: {cost_text(s)}, noise ±{100 * band[0]:.0f} % "
+                f"/ ±{100 * band[1]:.0f} %")
     state = judge(row, s, by)
     if state == "met":
         return f"met (≥ {row.target:.2f})"
@@ -78,6 +82,13 @@ def verdict(row, s, by):
         return (f"< {row.target:.2f}, within noise (±{100 * band[0]:.0f} % "
                 f"/ ±{100 * band[1]:.0f} %)")
     return f"missed (< {row.target:.2f})"
+
+
+def cost_text(s):
+    """A cost row's medians as what A costs over B (positive: A slower)."""
+    return (f"A's cost {100 * (1 - s['rps'][0]):+.1f} % req/s, "
+            f"{100 * (1 / s['cpu'][0] - 1):+.1f} % CPU/req (negative: A "
+            f"did better)")
 
 
 def fmt(m):
@@ -126,6 +137,12 @@ def machine_lines(args, bench):
         f"- rounds: {bench.rounds} per row, {SECONDS} s per side, alternating "
         f"A B / B A; a pair is repeated (up to {MAX_REPEATS} times) when "
         f"steal exceeds {MAX_STEAL:g} %" + steal_remark(),
+        f"- bytes: every response of every measured round checked by wrk "
+        f"(`bench/check.lua`: status 200 and a body byte-identical to the "
+        f"bill's file, or empty for health), both sides alike: "
+        f"{bench.checked:,} responses, none wrong (a wrong one fails the "
+        f"run); the check's client-side cost is the same on both sides of "
+        f"a pair (README, \"Benchmark\")",
     ]
 
 
@@ -169,6 +186,9 @@ def render(args, bench, rows, stall):
     today = datetime.datetime.now(datetime.timezone.utc)
     L = [f"# ngx_http_dss_bill_module benchmark, {today:%Y-%m-%d}", ""]
     L += machine_lines(args, bench)
+    if ROWS_ENV:
+        L.append(f"- **focused run, not a full result**: only "
+                 f"`BENCH_ROWS={','.join(ROWS_ENV)}`")
     L += ["",
           "Ratios are medians of per-round ratios, (min–max) over the rounds,"
           " oriented so that **above 1 favours the module** (A): "
@@ -182,10 +202,6 @@ def render(args, bench, rows, stall):
           "|---|---|---|---|---|---|---|---|---|---|"]
     by = {r.key: r for r in rows}
     for row in rows:
-        if row.skipped:
-            L.append(f"| {row.title} | skipped | | | | | | | | "
-                     f"{row.skipped} |")
-            continue
         s = summarize(row)
         rep = f", {row.repeats} repeated" if row.repeats else ""
         L.append(f"| {row.title} | {fmt(s['rps'])} | {fmt(s['cpu'])} | "
@@ -197,6 +213,29 @@ def render(args, bench, rows, stall):
           "but the measured worker and wrk during a round (other builds "
           "and tests on the machine, the origin nginx in the archive rows)."
           " *steal*: the hypervisor's, from /proc/stat.", ""]
+    if stall:
+        L += stall_lines(stall) + [""]
+    L += ["## Targets", ""]
+    L += targets(rows, stall)
+    L += ["", "## Per-round ratios", "",
+          "req/s A/B and CPU/req B/A of every round, in order, then the "
+          "same ratios over all rounds pooled (less sensitive to one "
+          "disturbed round than a median of few).", ""]
+    for row in rows:
+        s = summarize(row)
+        L.append(f"- {row.key}: req/s "
+                 + " ".join(f"{x:.3f}" for x in s["rps_rounds"])
+                 + "; CPU/req "
+                 + " ".join(f"{x:.3f}" for x in s["cpu_rounds"])
+                 + f"; pooled (all rounds summed) {s['pooled_rps']:.3f} / "
+                 f"{s['pooled_cpu']:.3f}; {row.checked:,} responses checked")
+    L.append("")
+    L.append(f"Run time: {time.monotonic() - bench.t_start:.0f} s.")
+    return "\n".join(L) + "\n"
+
+
+def stall_lines(stall):
+    L = []
     L.append("## Stalled archive fetches")
     L.append("")
     b = stall["baseline"]
@@ -216,11 +255,7 @@ def render(args, bench, rows, stall):
              f"{codes(b['codes'])} | – |")
     for key, label in (("module", "`dss_bill_upstream`"),
                        ("proxy_pass", "`proxy_pass` (reference)")):
-        r = stall.get(key)
-        if r is None:
-            L.append(f"| {label} | skipped: {ARCHIVE_SKIPPED} "
-                     "| | | | | | | | |")
-            continue
+        r = stall[key]
         lat = r["latency"]
         grow = (r["rss_during_kib"] - r["rss_before_kib"]) / 1024
         L.append(f"| {label} | {r['reached_origin']} | "
@@ -231,28 +266,7 @@ def render(args, bench, rows, stall):
                  f"{lat['p50']:.2f} ms | "
                  f"{lat['p99']:.2f} ms | {lat['max']:.2f} ms | "
                  f"{codes(lat['codes'])} | {r['origin_open_after']} |")
-    L += ["", "## Targets", ""]
-    L += targets(rows, stall)
-    L += ["", "## Per-round ratios", "",
-          "req/s A/B and CPU/req B/A of every round, in order, then the "
-          "same ratios over all rounds pooled (less sensitive to one "
-          "disturbed round than a median of few).", ""]
-    for row in rows:
-        if row.skipped:
-            continue
-        s = summarize(row)
-        L.append(f"- {row.key}: req/s "
-                 + " ".join(f"{x:.3f}" for x in s["rps_rounds"])
-                 + "; CPU/req "
-                 + " ".join(f"{x:.3f}" for x in s["cpu_rounds"])
-                 + f"; pooled (all rounds summed) {s['pooled_rps']:.3f} / "
-                 f"{s['pooled_cpu']:.3f}")
-    L.append("")
-    if bench.archive_note:
-        L.append(f"Note: {bench.archive_note}.")
-        L.append("")
-    L.append(f"Run time: {time.monotonic() - bench.t_start:.0f} s.")
-    return "\n".join(L) + "\n"
+    return L
 
 
 def codes(c):
@@ -265,11 +279,11 @@ def targets(rows, stall):
 
     def line(label, keys, target):
         parts, states = [], []
+        keys = [k for k in keys if k in by]     # a focused run: some
+        if not keys:
+            return
         for k in keys:
             r = by[k]
-            if r.skipped:
-                out.append(f"- {label}: not measured ({r.skipped})")
-                return
             s = summarize(r)
             states.append(judge(r, s, by))
             parts.append(f"{k} {s['rps'][0]:.3f} / {s['cpu'][0]:.3f} "
@@ -284,10 +298,14 @@ def targets(rows, stall):
     line("health vs `return 200;`", ["health", "httpshealth"], 0.97)
     line("archive rows vs `proxy_pass`", ["archive100k", "archive1m"], 1.0)
     line("loading the module costs nothing measurable", ["loaded"], 0.97)
-    if "module" not in stall:
-        out.append(f"- stalled fetches (memory < 64 MB, health p99 < 10 ms):"
-                   f" not measured ({ARCHIVE_SKIPPED})")
-    else:
+    for r in rows:
+        if r.cost:
+            s = summarize(r)
+            out.append(f"- {r.key}, the cost of {r.cost} (no target of its "
+                       f"own; it is inside the root rows above): "
+                       f"{cost_text(s)} (medians), pooled "
+                       f"{s['pooled_rps']:.3f} / {s['pooled_cpu']:.3f}")
+    if stall:
         r = stall["module"]
         grow = (r["rss_during_kib"] - r["rss_before_kib"]) / 1024
         p99 = r["latency"]["p99"]
@@ -301,8 +319,12 @@ def targets(rows, stall):
                    f"**{'met' if p99 < 10 else 'missed'}**: {p99:.2f} ms")
     parts = []
     for k in ("self100k", "self1m"):
+        if k not in by:
+            continue
         s = summarize(by[k])
         parts.append(f"{k} {fmt(s['rps'])} / {fmt(s['cpu'])}")
+    if not parts:
+        return out
     out.append("- noise in this run: stock against itself reads "
                + ", ".join(parts) + " (req/s / CPU per request). A row "
                "below its target is called *within noise* when both its "

@@ -6,6 +6,10 @@ locations serve the same bills through the module and through stock nginx,
 drives each pair with wrk in alternating short rounds, and writes a Markdown
 table of module/stock ratios. See README.md, "Benchmark".
 
+Every response of every measured round is checked byte for byte against
+the bill it should be (bench/check.lua, run by wrk); one wrong response, a
+non-200 or a body cut short ends the run with exit status 1 and no result.
+
 Usage: run.py --module SO --make-bill EXE --out FILE.md
 Environment: BENCH_ROUNDS (auto: as many as BENCH_BUDGET allows, 8 to 16),
 BENCH_BUDGET (270 s for the whole run), BENCH_SECONDS (1), BENCH_CONNECTIONS
@@ -23,11 +27,11 @@ import sys
 import tempfile
 import time
 
-from common import (ARCHIVE_SKIPPED, BILLS, BUDGET, HERE, MAX_REPEATS,
-                    MAX_ROUNDS, MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, SECONDS,
-                    STALL_BILL, STALL_COUNT, STALL_RESERVE, die, free_port,
-                    log)
-from measure import latency, read_json, rss_kib, wrk_round
+from common import (BILLS, BUDGET, HERE, MAX_REPEATS, MAX_ROUNDS,
+                    MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, ROWS_ENV, SECONDS,
+                    STALL_BILL,
+                    STALL_COUNT, STALL_RESERVE, die, free_port, log)
+from measure import WrongBytes, latency, read_json, rss_kib, wrk_round
 from report import module_source, render, summarize
 from servers import Nginx, fetch, main_conf, origin_conf
 
@@ -35,19 +39,19 @@ from servers import Nginx, fetch, main_conf, origin_conf
 # ---- rows --------------------------------------------------------------------
 
 class Row:
-    def __init__(self, key, title, a, b, target, archive=False,
-                 reference=False, noise_ref="self100k"):
+    def __init__(self, key, title, a, b, target, reference=False,
+                 cost=None, noise_ref="self100k"):
         self.key = key
         self.title = title
         self.a = a                  # (instance name, url path, scheme)
         self.b = b
         self.target = target        # ratio both metrics must reach
-        self.archive = archive
         self.reference = reference  # self-comparison: no target
+        self.cost = cost            # no target: the cost of `cost`, A vs B
         self.noise_ref = noise_ref  # the self-comparison row to read with
         self.rounds = []            # (A result, B result)
         self.repeats = 0
-        self.skipped = None
+        self.checked = 0            # responses checked byte for byte
 
 
 def rows_all():
@@ -65,6 +69,11 @@ def rows_all():
         Row("root100k", "root 100 KB: module vs `alias`+`try_files`",
             ("main", f"/m/download/{i100}", "http"),
             ("main", f"/s/download/{i100}", "http"), 0.97),
+        Row("pdfcheck", "root 100 KB: `dss_bill_pdf_check complete` "
+            "(default) vs `signature`",
+            ("main", f"/m/download/{i100}", "http"),
+            ("main", f"/c/download/{i100}", "http"), None,
+            cost="the completeness check (reading the last 1,024 bytes)"),
         Row("root1m", "root 1 MB",
             ("main", f"/m/download/{i1m}", "http"),
             ("main", f"/s/download/{i1m}", "http"), 0.97,
@@ -76,10 +85,10 @@ def rows_all():
         Row("archive100k", "archive 100 KB: `dss_bill_upstream` vs "
             "`proxy_pass` (keep-alive)",
             ("main", f"/a/download/{i100}", "http"),
-            ("main", f"/p/download/{i100}", "http"), 1.0, archive=True),
+            ("main", f"/p/download/{i100}", "http"), 1.0),
         Row("archive1m", "archive 1 MB",
             ("main", f"/a/download/{i1m}", "http"),
-            ("main", f"/p/download/{i1m}", "http"), 1.0, archive=True,
+            ("main", f"/p/download/{i1m}", "http"), 1.0,
             noise_ref="self1m"),
         Row("https100k", "HTTPS root 100 KB",
             ("main", f"/m/download/{i100}", "https"),
@@ -99,8 +108,6 @@ class Bench:
         self.instances = {}
         self.helpers = []
         self.ports = {}
-        self.archive = False
-        self.archive_note = ""
         self.stall = None
         self.t_start = time.monotonic()
 
@@ -147,23 +154,15 @@ class Bench:
                   "origin", "stall"):
             self.ports[k] = free_port()
 
-        # The archive rows need dss_bill_upstream: ask nginx -t whether
-        # this build knows it, and fall back to the rows that do not.
+        # Every row runs, the archive ones included: a configuration that
+        # nginx -t refuses is a broken build or bench, never a reason to
+        # leave rows out of the table.
         main = Nginx("main", root, main_conf(d, self.ports, user_line,
-                                             self.args.module, archive=True))
+                                             self.args.module))
         ok, err = main.test()
-        if ok:
-            self.archive = True
-        else:
-            emerg = [ln for ln in err.splitlines() if "[emerg]" in ln]
-            first = (emerg or err.splitlines() or [""])[0].strip()
-            self.archive_note = f"{ARCHIVE_SKIPPED} (nginx -t: {first})"
-            log(self.archive_note)
-            main = Nginx("main", root, main_conf(d, self.ports, user_line,
-                                                 self.args.module))
-            ok, err = main.test()
-            if not ok:
-                die(f"nginx -t rejected the bench configuration:\n{err}")
+        if not ok:
+            die(f"nginx -t rejected the bench configuration {main.conf}:\n"
+                f"{err}")
         self.instances["main"] = main
         self.instances["bare"] = Nginx("bare", root, main_conf(
             d, self.ports, user_line))
@@ -212,29 +211,46 @@ class Bench:
                 shutil.rmtree(self.root, ignore_errors=True)
 
     # -- checks --
+    def expect(self, path):
+        """What a URL path must answer, byte for byte: the bill's file for a
+        download, "-" (an empty body) for a health check."""
+        if "/download/" in path:
+            return os.path.join(self.d["bills"],
+                                path.rsplit("/", 1)[1] + ".pdf")
+        return "-"
+
+    def expected_bytes(self, path):
+        f = self.expect(path)
+        if f == "-":
+            return b""
+        with open(f, "rb") as fh:
+            return fh.read()
+
     def check(self, row):
-        """Both sides must answer 200 with the same body before we time
-        them: a fast 404 would be a lie."""
-        bodies = []
+        """Before a row is timed, one request per side from an independent
+        client (Python's http.client): 200, a Content-Length equal to the
+        body's, and exactly the bytes of the bill. Every response of the
+        measured rounds is then checked by bench/check.lua in wrk."""
         for inst, path, scheme in (row.a, row.b):
             url = self.url(inst, path, scheme)
             r = fetch(url)
             if r is None or r[0] != 200:
-                die(f"{url} answered {r[0] if r else 'nothing'}, not 200")
+                die(f"{row.key}: {url} answered "
+                    f"{r[0] if r else 'nothing'}, not 200")
             status, headers, body = r
-            if "download" in path:
-                if not body.startswith(b"%PDF-") or \
-                        headers.get("content-length") != str(len(body)):
-                    die(f"{url}: not a complete PDF")
-            bodies.append(body)
-        if bodies[0] != bodies[1]:
-            die(f"{row.key}: the two sides answer different bodies")
+            if headers.get("content-length") != str(len(body)):
+                die(f"{row.key}: {url}: Content-Length "
+                    f"{headers.get('content-length')} for {len(body)} bytes")
+            want = self.expected_bytes(path)
+            if body != want:
+                die(f"{row.key}: {url}: {len(body)} bytes that are not the "
+                    f"{len(want)} bytes of {self.expect(path)}")
 
     # -- rows --
     def plan(self, rows):
         """Rounds per row: BENCH_ROUNDS, or as many as fit the budget."""
         pair = 2 * (SECONDS + 0.15)
-        todo = [r for r in rows if not r.skipped]
+        todo = rows or [None]
         left = BUDGET - (time.monotonic() - self.t_start) - STALL_RESERVE
         if ROUNDS_ENV != "auto":
             self.rounds = int(ROUNDS_ENV)
@@ -246,22 +262,32 @@ class Bench:
         self.pair_time = pair
         log(f"{len(todo)} rows x {self.rounds} rounds x 2 x {SECONDS} s")
 
+    def measure(self, row, side, i):
+        """One checked wrk round of one side; any response that is not the
+        expected bill ends the whole run."""
+        inst, path, scheme = row.a if side == "A" else row.b
+        url = self.url(inst, path, scheme)
+        try:
+            r = wrk_round(url, self.instances[inst].worker, self.expect(path))
+        except WrongBytes as e:
+            die(f"FAILED: row {row.key}, side {side} ({url}), round {i + 1}: "
+                f"{e}. A ratio measured on wrong bodies is no ratio: no "
+                "result written.")
+        row.checked += r["checked"]
+        return r
+
     def run_row(self, row):
         self.check(row)
-        a_url = self.url(*row.a)
-        b_url = self.url(*row.b)
-        a_pid = self.instances[row.a[0]].worker
-        b_pid = self.instances[row.b[0]].worker
         for i in range(self.rounds):
             for attempt in range(MAX_REPEATS + 1):
                 # A B in even rounds, B A in odd ones: drift during a pair
                 # favours neither side.
                 if i % 2 == 0:
-                    ra = wrk_round(a_url, a_pid)
-                    rb = wrk_round(b_url, b_pid)
+                    ra = self.measure(row, "A", i)
+                    rb = self.measure(row, "B", i)
                 else:
-                    rb = wrk_round(b_url, b_pid)
-                    ra = wrk_round(a_url, a_pid)
+                    rb = self.measure(row, "B", i)
+                    ra = self.measure(row, "A", i)
                 if max(ra["steal"], rb["steal"]) <= MAX_STEAL:
                     break
                 pending = (self.rounds - i) + self.rows_left * self.rounds
@@ -276,13 +302,17 @@ class Bench:
         log(f"{row.key:12s} req/s {s['rps'][0]:.3f} "
             f"[{s['rps'][1]:.3f}-{s['rps'][2]:.3f}]  CPU/req "
             f"{s['cpu'][0]:.3f} [{s['cpu'][1]:.3f}-{s['cpu'][2]:.3f}]  "
+            f"{row.checked} responses checked  "
             f"({time.monotonic() - self.t_start:.0f}s)")
 
     def warm_up(self):
         for inst, path, scheme in (("main", "/m/healthcheck", "http"),
                                    ("main", "/s/healthcheck", "http")):
-            wrk_round(self.url(inst, path, scheme),
-                      self.instances[inst].worker)
+            try:
+                wrk_round(self.url(inst, path, scheme),
+                          self.instances[inst].worker, "-")
+            except WrongBytes as e:
+                die(f"FAILED: warm-up {path}: {e}")
 
     # -- stalled archive fetches --
     def stall_test(self):
@@ -295,11 +325,8 @@ class Bench:
         # grown to stays resident, and would hide the next one's growth.
         main.restart(health_url)
         res["baseline"] = latency(health_url)
-        # The proxy_pass reference runs even in builds without
-        # dss_bill_upstream, so the tools are known to work.
-        if self.archive:
-            res["module"] = self.stall_one(main, "/x", health_url)
-            main.restart(health_url)
+        res["module"] = self.stall_one(main, "/x", health_url)
+        main.restart(health_url)
         res["proxy_pass"] = self.stall_one(main, "/y", health_url)
         log("stall: " + json.dumps({k: {kk: vv for kk, vv in v.items()
                                         if kk != "latency"}
@@ -385,16 +412,22 @@ def main():
     try:
         bench.setup()
         rows = rows_all()
-        for row in rows:
-            if row.archive and not bench.archive:
-                row.skipped = ARCHIVE_SKIPPED
+        if ROWS_ENV:
+            keys = [r.key for r in rows] + ["stall"]
+            unknown = [k for k in ROWS_ENV if k not in keys]
+            if unknown:
+                die(f"BENCH_ROWS: unknown {', '.join(unknown)} (rows: "
+                    f"{', '.join(keys)})")
+            rows = [r for r in rows if r.key in ROWS_ENV]
         bench.plan(rows)
         bench.warm_up()
-        todo = [r for r in rows if not r.skipped]
-        for n, row in enumerate(todo):
-            bench.rows_left = len(todo) - n - 1
+        for n, row in enumerate(rows):
+            bench.rows_left = len(rows) - n - 1
             bench.run_row(row)
-        stall = bench.stall_test()
+        stall = None
+        if not ROWS_ENV or "stall" in ROWS_ENV:
+            stall = bench.stall_test()
+        bench.checked = sum(r.checked for r in rows)
         text = render(args, bench, rows, stall)
     finally:
         bench.cleanup()

@@ -119,7 +119,7 @@ def fetch(url, cafile=None):
 
 # ---- configuration ---------------------------------------------------------
 
-def main_conf(d, ports, user_line, module=None, archive=False):
+def main_conf(d, ports, user_line, module=None):
     """The measured nginx: module and stock locations side by side in the
     same server blocks, so sendfile, tcp_nopush, keep-alive and TLS settings
     are the same for both by construction. Without `module`, the same
@@ -153,16 +153,19 @@ def main_conf(d, ports, user_line, module=None, archive=False):
 """
     if module:
         locations += f"""
-        # the module, same bills
+        # the module, same bills (dss_bill_pdf_check complete, the default)
         location /m/ {{
             dss_bill;
             dss_bill_root {bills};
         }}
-"""
-    if module and archive:
-        # The same two origins through the module's libcurl fetch; only in
-        # builds whose nginx -t knows dss_bill_upstream.
-        locations += f"""
+        # the same with only the %PDF- signature checked: the cost of the
+        # completeness check (the bill's last 1,024 bytes read) on its own
+        location /c/ {{
+            dss_bill;
+            dss_bill_root {bills};
+            dss_bill_pdf_check signature;
+        }}
+        # the same two origins through the module's libcurl fetch
         location /a/ {{
             dss_bill;
             dss_bill_upstream http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id;
