@@ -165,10 +165,12 @@ def main_conf(d, ports, user_line, module=None):
             dss_bill_root {bills};
             dss_bill_pdf_check signature;
         }}
-        # the same two origins through the module's libcurl fetch
+        # the same two origins through the module's libcurl fetch; kept
+        # connections, as proxy_pass has them here (keepalive 32)
         location /a/ {{
             dss_bill;
             dss_bill_upstream http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id;
+            dss_bill_upstream_keepalive on;
         }}
         # Stalled fetches must stay stalled while they are measured (the
         # default whole-fetch timeout is 4 s, T4); the health check measured
