@@ -1,6 +1,8 @@
 /* Integration tests of GET /dss/bill/download/{id} (contract D1-D8): the
  * real nginx with the built module, over TLS on loopback, driven by libcurl. */
 
+#define _GNU_SOURCE /* memmem, strcasestr */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,13 @@ static const char *const config =
     "map $dss_bill_id $dss_bill_shard {\n"
     "    \"~^(?<head>[0-9]{3})\" $head;\n"
     "    default other;\n"
+    "}\n"
+    /* D5: a variable that turns a bill id into a path the root must not
+     * serve (nginx -t cannot see it: it is judged per request) */
+    "map $dss_bill_id $dss_bill_escape {\n"
+    "    default $dss_bill_id;\n"
+    "    escape-up ../outside;\n"
+    "    escape-dot ./123456789012;\n"
     "}\n"
     "server {\n"
     "    listen 127.0.0.1:@PORT@ ssl http2;\n"
@@ -52,6 +62,8 @@ static const char *const config =
     "        dss_bill_path $dss_bill_shard/$dss_bill_id.pdf;\n"
     "    }\n"
     "    location /nosymlinks/ { disable_symlinks on; dss_bill; }\n"
+    "    location /escape/ { dss_bill; dss_bill_path $dss_bill_escape.pdf; }\n"
+    "    location /plain/bill { dss_bill; }\n"
     "    location /cached/ {\n"
     "        open_file_cache max=64; open_file_cache_errors on;\n"
     "        dss_bill;\n"
@@ -103,6 +115,9 @@ static int group_setup(void **state) {
     mkdir(dss_path(&nginx, "sharded/987"), 0755);
     dss_write_bill(dss_path(&nginx, "sharded/987/987000000001.pdf"),
                    "987000000001", 0);
+
+    /* a valid bill outside the root, next to it */
+    dss_write_bill(dss_path(&nginx, "outside.pdf"), "outside", 0);
 
     return dss_nginx_start(&nginx, config);
 }
@@ -162,6 +177,94 @@ static void expect_logged(int before, const char *needle) {
     fail_msg("error log has no new line with \"%s\"", needle);
 }
 
+/* ---- one connection, raw bytes (framing across requests) -------------------
+ */
+
+/* Sends request as it is on one TLS connection (libcurl connects, then only
+ * carries bytes) and returns every byte the server sends until it closes the
+ * connection; fails after 10 s. */
+static char *raw_exchange(const char *request, size_t *len) {
+    char url[64];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", nginx.port);
+    CURL *curl = curl_easy_init();
+    assert_non_null(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CAINFO, dss_path(&nginx, "cert.pem"));
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(curl, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    assert_int_equal(curl_easy_perform(curl), CURLE_OK);
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    curl_easy_getinfo(curl, CURLINFO_ACTIVESOCKET, &fd);
+    assert_true(fd != CURL_SOCKET_BAD);
+
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    size_t total = strlen(request), sent = 0, used = 0, cap = 65536;
+    char *reply = malloc(cap);
+    assert_non_null(reply);
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec > 10) {
+            fail_msg("the exchange did not end within 10 s (%zu bytes in)",
+                     used);
+        }
+        size_t n = 0;
+        CURLcode rc;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (sent < total) {
+            rc = curl_easy_send(curl, request + sent, total - sent, &n);
+            p.events = POLLOUT;
+            sent += rc == CURLE_OK ? n : 0;
+        } else {
+            if (cap - used < 16384) {
+                cap *= 2;
+                reply = realloc(reply, cap);
+                assert_non_null(reply);
+            }
+            rc = curl_easy_recv(curl, reply + used, cap - used, &n);
+            if (rc == CURLE_OK && n == 0) {
+                break; /* closed */
+            }
+            used += rc == CURLE_OK ? n : 0;
+        }
+        if (rc == CURLE_AGAIN) {
+            poll(&p, 1, 100);
+        } else if (rc != CURLE_OK) {
+            break; /* reset: what came so far is the answer */
+        }
+    }
+    curl_easy_cleanup(curl);
+    *len = used;
+    return reply;
+}
+
+/* Splits off one HTTP/1.1 response with a Content-Length at *at: checks its
+ * status, returns its body (length *body_len) and moves *at past it. */
+static const char *next_response(const char *reply, size_t len, size_t *at,
+                                 long status, size_t *body_len) {
+    const char *head = reply + *at;
+    size_t left = len - *at;
+    char want[32];
+    snprintf(want, sizeof(want), "HTTP/1.1 %ld ", status);
+    if (left < strlen(want) || memcmp(head, want, strlen(want)) != 0) {
+        fail_msg("at byte %zu: expected \"%s\", got \"%.40s\"", *at, want,
+                 head);
+    }
+    const char *end = memmem(head, left, "\r\n\r\n", 4);
+    assert_non_null(end);
+    const char *cl = strcasestr(head, "\r\nContent-Length: ");
+    if (cl == NULL || cl > end) {
+        fail_msg("a response without Content-Length: \"%.*s\"",
+                 (int)(end - head), head);
+    }
+    *body_len = strtoul(cl + 18, NULL, 10);
+    size_t header_len = (size_t)(end + 4 - head);
+    *at += header_len;
+    return head + header_len;
+}
+
 /* ---- D1: the request ------------------------------------------------------
  */
 
@@ -183,6 +286,38 @@ static void test_D1_accept_header_is_informative_only(void **state) {
         assert_complete_bill(&r, "123456789012");
         dss_response_free(&r);
     }
+}
+
+/* A GET that carries a body (DSS sends none, a proxy might): the body is
+ * read and dropped, so the next request on the connection is the next
+ * request, not the body's bytes. */
+static void test_D1_get_with_a_body_keeps_the_connection_in_step(void **state) {
+    (void)state;
+    static const char request[] =
+        "GET /dss/bill/download/123456789012 HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\nAccept: application/pdf\r\n"
+        "Content-Length: 27\r\n\r\n"
+        "GET /dss/bill/download/x\r\n\r\n" /* the body: 27 bytes */
+        "GET /dss/bill/download/AB-cd_9 HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    size_t len, at = 0, body_len, bill_len;
+    char *reply = raw_exchange(request, &len);
+
+    const char *body = next_response(reply, len, &at, 200, &body_len);
+    char *bill = read_bill("123456789012", &bill_len);
+    assert_int_equal(body_len, bill_len);
+    assert_true(at + body_len <= len);
+    assert_memory_equal(body, bill, bill_len);
+    at += body_len;
+    free(bill);
+
+    body = next_response(reply, len, &at, 200, &body_len);
+    bill = read_bill("AB-cd_9", &bill_len);
+    assert_int_equal(body_len, bill_len);
+    assert_int_equal(at + body_len, len); /* nothing after it */
+    assert_memory_equal(body, bill, bill_len);
+    free(bill);
+    free(reply);
 }
 
 /* ---- D2: the bill id
@@ -437,6 +572,52 @@ static void test_D5_other_paths_under_the_location_are_404(void **state) {
     expect_status("/dss/bill/healthcheck/extra", 404);
 }
 
+/* The prefix location "/plain/bill" has no trailing slash: its routes are
+ * "/plain/bill/healthcheck" and "/plain/bill/download/<id>", never
+ * "/plain/billhealthcheck" or "/plain/billdownload/<id>". */
+static void test_D5_prefix_without_slash_routes_whole_segments(void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/plain/bill/download/123456789012");
+    assert_complete_bill(&r, "123456789012");
+    dss_response_free(&r);
+    expect_status("/plain/bill/healthcheck", 200);
+
+    expect_status("/plain/billhealthcheck", 404);
+    expect_status("/plain/billdownload/123456789012", 404);
+    expect_status("/plain/billing/download/123456789012", 404);
+}
+
+/* D5: "..", "." reached through a variable of dss_bill_path (here a map on
+ * the id): nginx -t cannot see them, the per-request check refuses them,
+ * even where the resulting file exists (a bill outside the root). */
+static void test_D5_dot_segments_from_a_variable_are_404(void **state) {
+    (void)state;
+    /* the location serves through the map */
+    dss_response r = dss_get(&nginx, "/escape/download/123456789012");
+    assert_complete_bill(&r, "123456789012");
+    dss_response_free(&r);
+
+    static const char *const ids[] = {"escape-up", "escape-dot"};
+    static const char *const paths[] = {"../outside.pdf", "./123456789012.pdf"};
+    for (size_t i = 0; i < 2; i++) {
+        char target[128], logged[256];
+        snprintf(target, sizeof(target), "/escape/download/%s", ids[i]);
+        snprintf(logged, sizeof(logged),
+                 "dss_bill_path produced an unsafe relative path, bill id "
+                 "\"%s\", file \"%s\"",
+                 ids[i], paths[i]);
+        int before = dss_error_log_count(&nginx, logged);
+        r = dss_get(&nginx, target);
+        if (r.status != 404) {
+            fail_msg("%s: status %ld (%zu bytes), expected 404", target,
+                     r.status, r.body_len);
+        }
+        assert_true(r.body == NULL || strstr(r.body, "%PDF-") == NULL);
+        dss_response_free(&r);
+        expect_logged(before, logged);
+    }
+}
+
 /* ---- D6: server errors
  * -------------------------------------------------------------- */
 
@@ -507,6 +688,31 @@ static void test_D7_head_answers_like_get_without_body(void **state) {
     r = dss_request(&nginx, "/dss/bill/download/999999999999", &o);
     assert_int_equal(r.status, 404);
     dss_response_free(&r);
+}
+
+/* HEAD then GET on one keep-alive connection: the HEAD answer is headers
+ * only (its Content-Length is the bill's), and the next bytes are the GET's
+ * answer, whose body is the bill. */
+static void test_D7_head_then_get_on_one_connection(void **state) {
+    (void)state;
+    static const char request[] =
+        "HEAD /dss/bill/download/two-kb HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n\r\n"
+        "GET /dss/bill/download/123456789012 HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    size_t len, at = 0, body_len, bill_len;
+    char *reply = raw_exchange(request, &len);
+
+    (void)next_response(reply, len, &at, 200, &body_len);
+    assert_int_equal(body_len, 2048); /* announced, not sent */
+
+    const char *body = next_response(reply, len, &at, 200, &body_len);
+    char *bill = read_bill("123456789012", &bill_len);
+    assert_int_equal(body_len, bill_len);
+    assert_int_equal(at + body_len, len);
+    assert_memory_equal(body, bill, bill_len);
+    free(bill);
+    free(reply);
 }
 
 static void test_D7_basic_auth_comes_from_nginx(void **state) {
@@ -584,6 +790,7 @@ static void test_no_alerts_in_the_error_log(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_D1_accept_header_is_informative_only),
+        cmocka_unit_test(test_D1_get_with_a_body_keeps_the_connection_in_step),
         cmocka_unit_test(test_D2_twelve_digit_and_token_ids_are_served),
         cmocka_unit_test(test_D2_configured_id_rule),
         cmocka_unit_test(test_D2_bill_id_variable_is_logged),
@@ -600,11 +807,14 @@ int main(void) {
         cmocka_unit_test(test_D5_directory_named_like_a_bill_is_404),
         cmocka_unit_test(test_D5_symlink_refused_by_disable_symlinks),
         cmocka_unit_test(test_D5_other_paths_under_the_location_are_404),
+        cmocka_unit_test(test_D5_prefix_without_slash_routes_whole_segments),
+        cmocka_unit_test(test_D5_dot_segments_from_a_variable_are_404),
         cmocka_unit_test(test_D6_not_a_pdf_is_500),
         cmocka_unit_test(test_D6_empty_file_is_500),
         cmocka_unit_test(test_D6_unreadable_file_is_500),
         cmocka_unit_test(test_D7_other_methods_get_405_with_allow),
         cmocka_unit_test(test_D7_head_answers_like_get_without_body),
+        cmocka_unit_test(test_D7_head_then_get_on_one_connection),
         cmocka_unit_test(test_D7_basic_auth_comes_from_nginx),
         cmocka_unit_test(test_D8_concurrent_downloads_are_all_complete),
         cmocka_unit_test(test_no_alerts_in_the_error_log),

@@ -959,6 +959,60 @@ static void test_D9_slow_reader_keeps_its_own_bill(void **state) {
     }
 }
 
+/* The same from memory (the default budget keeps bills of a few MB in
+ * memory): a bill too large for the socket buffers is still being sent to
+ * a client that does not read while other clients fetch other bills; the
+ * memory it is sent from is not given to their fetches. */
+static void test_D9_slow_reader_keeps_its_own_bill_from_memory(void **state) {
+    (void)state;
+    char store_dir[PATH_MAX];
+    snprintf(store_dir, sizeof(store_dir), "%s", dss_path(&archive, "bills"));
+    blob slow = tagged_pdf(store_dir, "slowM", 2 * 1024 * 1024);
+    blob fast = tagged_pdf(store_dir, "fastM", 2 * 1024 * 1024 + 13);
+
+    /* client 1 asks for slowM and does not read: its answer starts (the
+     * status line arrives) and then waits in nginx's buffer */
+    int fd = raw_connect(nginx.port, 4096);
+    static const char request[] = "GET /arch/download/slowM HTTP/1.1\r\n"
+                                  "Host: 127.0.0.1\r\n"
+                                  "Connection: close\r\n\r\n";
+    assert_int_equal(send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof(request) - 1));
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1) {
+        close(fd);
+        fail_msg("client 1: no answer within 10 s");
+    }
+
+    /* meanwhile other clients fetch fastM */
+    for (int i = 0; i < 2; i++) {
+        dss_response r = get_plain(&nginx, "/arch/download/fastM");
+        assert_body(&r, "client 2 (bill fastM)", &fast);
+        dss_response_free(&r);
+    }
+
+    /* client 1 reads now: slowM's bytes, nothing else */
+    size_t len;
+    char *raw = raw_read_all(fd, &len, 10000);
+    close(fd);
+    char *end = memmem(raw, len, "\r\n\r\n", 4);
+    if (end == NULL || strncmp(raw, "HTTP/1.1 200 ", 13) != 0) {
+        free(raw);
+        fail_msg("client 1: no 200 response head in %zu bytes", len);
+    }
+    char *body = end + 4;
+    size_t body_len = len - (size_t)(body - raw);
+    char why[512];
+    int same =
+        same_bytes(body, body_len, slow.bytes, slow.len, why, sizeof(why));
+    free(raw);
+    free(slow.bytes);
+    free(fast.bytes);
+    if (!same) {
+        fail_msg("client 1 (bill slowM) read a 200 with %s", why);
+    }
+}
+
 /* ---- D8: a first chunk larger than the buffer --------------------------- */
 
 static void test_D8_big_first_chunk_is_checked_not_stale_memory(void **state) {
@@ -1195,6 +1249,7 @@ int main(void) {
         cmocka_unit_test(test_D9_unsolicited_answers_under_load_with_keepalive),
         cmocka_unit_test(test_D9_late_answers_reach_nobody_by_default),
         cmocka_unit_test(test_D9_slow_reader_keeps_its_own_bill),
+        cmocka_unit_test(test_D9_slow_reader_keeps_its_own_bill_from_memory),
         cmocka_unit_test(test_D8_big_first_chunk_is_checked_not_stale_memory),
         cmocka_unit_test(
             test_D9_unsolicited_response_on_kept_alive_connection_is_not_served),

@@ -482,10 +482,10 @@ static int nginx_prepared;
 static int fill_fds[MAX_FILL];
 static int fill_count;
 
-static int client_fds[2] = {-1, -1}; /* the shortage test's own clients */
+static int client_fds[3] = {-1, -1, -1}; /* the shortage test's clients */
 
 static void close_clients(void) {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (client_fds[i] >= 0) {
             close(client_fds[i]);
             client_fds[i] = -1;
@@ -928,6 +928,13 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
                 "        dss_bill_health_interval 100ms;\n"
                 "        dss_bill_upstream_timeout 30s;\n"
                 "    }\n"
+                /* a name that takes libcurl's resolver (and its socket) */
+                "    location /named/ {\n"
+                "        dss_bill;\n"
+                "        dss_bill_upstream http://" BLACKHOLED_HOST ":%1$d/b/"
+                "$dss_bill_id.pdf;\n"
+                "        dss_bill_upstream_health_url off;\n"
+                "    }\n"
                 "}\n",
                 origin.port);
 
@@ -954,6 +961,16 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     static const char late_head[] =
         "GET /arch/download/late1 HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     assert_int_equal(send_all(late, late_head, sizeof(late_head) - 1), 0);
+    /* and one whose fetch starts with a name lookup (DNS tests only) */
+    int named = -1;
+    static const char named_head[] =
+        "GET /named/download/late2 HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    if (dns.ready) {
+        named = client_fds[2] = connect_nginx();
+        assert_true(named >= 0);
+        assert_int_equal(send_all(named, named_head, sizeof(named_head) - 1),
+                         0);
+    }
 
     /* fill the connection table with clients in the middle of a request
      * line: with "deferred", nginx accepts each with its data and reads it
@@ -995,6 +1012,34 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
                  late_status);
     }
     free(late_body);
+
+    /* the lookup's socket cannot be watched (no free connection): that
+     * fetch alone fails, the transfers of the worker go on. The 500 above
+     * closed its connection: fill the table again first */
+    if (named >= 0) {
+        int alerts = table_full_alerts();
+        for (long long end = now_ms() + 10000; table_full_alerts() == alerts &&
+                                               fill_count < MAX_FILL &&
+                                               now_ms() < end;) {
+            int fd = connect_nginx();
+            if (fd >= 0) {
+                fill_fds[fill_count++] = fd;
+                send_all(fd, partial, sizeof(partial) - 1);
+            }
+            pause_briefly();
+        }
+        assert_true(table_full_alerts() > alerts);
+        int no_watch = dss_error_log_count(&nginx, "no free connection to "
+                                                   "watch an archive transfer");
+        assert_int_equal(send_all(named, "\r\n", 2), 0);
+        long named_status = read_status(named, 10000, NULL, NULL);
+        print_message("the fetch with a lookup during the shortage: %ld\n",
+                      named_status);
+        assert_int_equal(named_status, 500);
+        assert_true(dss_error_log_count(&nginx,
+                                        "no free connection to watch "
+                                        "an archive transfer") > no_watch);
+    }
 
     /* the shortage ends */
     close_fill();

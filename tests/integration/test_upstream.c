@@ -72,6 +72,18 @@ static const char *const module_config =
     "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
     "        dss_bill_upstream_buffer_size 1k;\n"
     "    }\n"
+    "    location /arch-1m/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_max_size 1m;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /arch-8m/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%2$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_max_size 8m;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
     "    location /fallback/ {\n"
     "        dss_bill;\n"
     "        dss_bill_root @PREFIX@/bills;\n"
@@ -314,6 +326,46 @@ static void test_D4_oversize_archive_bill_is_500(void **state) {
                    "bill exceeds dss_bill_max_size");
 }
 
+/* D4: the limit is inclusive on the archive path too: a bill of exactly
+ * dss_bill_max_size bytes (5 MB by default) is served, grown in memory
+ * within the budget and spilled (/arch/), or spilled early (/spill/); one
+ * byte more is not. */
+static void test_D4_archive_bill_of_exactly_the_limit_is_200(void **state) {
+    (void)state;
+    write_archive_bill("bills/exactly5mb.pdf", "exactly5mb", 5 * 1024 * 1024);
+    static const char *const targets[] = {"/arch/download/exactly5mb",
+                                          "/spill/download/exactly5mb"};
+    for (size_t i = 0; i < 2; i++) {
+        dss_response r = dss_get(&nginx, targets[i]);
+        if (r.status != 200) {
+            fail_msg("%s: status %ld", targets[i], r.status);
+        }
+        assert_bill_equals_file(&r, dss_path(&archive, "bills/exactly5mb.pdf"));
+        assert_string_equal(dss_header(&r, "Content-Length"), "5242880");
+        dss_response_free(&r);
+    }
+    expect_failure("/spill/download/over", 500,
+                   "bill exceeds dss_bill_max_size");
+}
+
+/* D4: dss_bill_max_size applies to the archive, downwards (1m: 600 KB
+ * served, 3 MB refused) and upwards (8m: 6 MB served). */
+static void test_D4_archive_limit_is_configurable_down_and_up(void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/arch-1m/download/half");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/half.pdf"));
+    dss_response_free(&r);
+    expect_failure("/arch-1m/download/big", 500,
+                   "bill exceeds dss_bill_max_size");
+
+    write_archive_bill("bills/six-mb.pdf", "six-mb", 6 * 1024 * 1024);
+    r = dss_get(&nginx, "/arch-8m/download/six-mb");
+    assert_bill_equals_file(&r, dss_path(&archive, "bills/six-mb.pdf"));
+    dss_response_free(&r);
+    expect_failure("/arch/download/six-mb", 500,
+                   "bill exceeds dss_bill_max_size");
+}
+
 static void test_D4_unannounced_oversize_is_cut_off_early(void **state) {
     (void)state;
     /* chunked, no length: only counting the bytes can stop it (1m limit) */
@@ -467,26 +519,101 @@ static void test_D6_archive_credentials_and_headers_are_sent(void **state) {
 /* ---- D8: a client that goes away cancels its fetch -------------------------
  */
 
+static long long elapsed_ms(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000LL +
+           (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* An nginx of its own for the test below: no health probe or other fetch
+ * runs there, so nothing but the cancel can end its archive connection
+ * early. Its teardown stops it whatever the outcome. */
+static dss_nginx lone;
+
+static int lone_teardown(void **state) {
+    (void)state;
+    if (lone.prefix[0]) {
+        dss_nginx_cleanup(&lone);
+    }
+    return 0;
+}
+
+/* The client leaves while the archive stalls (it would stall until the
+ * fetch's own timeout, 30 s): the module stops the fetch at once, so the
+ * archive sees its connection close within a few seconds. */
 static void test_D8_client_disconnect_cancels_the_fetch(void **state) {
     (void)state;
+    assert_int_equal(dss_nginx_prepare(&lone), 0);
+    char *config = NULL;
+    assert_true(asprintf(&config,
+                         "server {\n"
+                         "    listen 127.0.0.1:@PORT@ ssl;\n"
+                         "    ssl_certificate @PREFIX@/cert.pem;\n"
+                         "    ssl_certificate_key @PREFIX@/key.pem;\n"
+                         "    location /stalled/ {\n"
+                         "        dss_bill;\n"
+                         "        dss_bill_upstream "
+                         "http://127.0.0.1:%d/$dss_bill_id;\n"
+                         "        dss_bill_upstream_timeout 30s;\n"
+                         "        dss_bill_upstream_health_url off;\n"
+                         "    }\n"
+                         "}\n",
+                         origin.port) > 0);
+    int started = dss_nginx_start(&lone, config);
+    free(config);
+    assert_int_equal(started, 0);
     int before = fault_origin_open_connections(&origin);
-    int cancelled = dss_error_log_count(&nginx, "fetch of bill id");
 
-    /* the origin stalls; the client gives up after 300 ms */
-    dss_request_options o = {.timeout_ms = 300};
-    dss_response r = dss_request(&nginx, "/fault/download/stall-1", &o);
-    assert_int_equal(r.curl_code, CURLE_OPERATION_TIMEDOUT);
-    dss_response_free(&r);
+    char url[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/stalled/download/stall-c",
+             lone.port);
+    CURLM *multi = curl_multi_init();
+    CURL *easy = curl_easy_init();
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_CAINFO, dss_path(&lone, "cert.pem"));
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_multi_add_handle(multi, easy);
 
-    /* the module closes its archive connection: the origin sees it go */
-    for (int i = 0; i < 250; i++) {
-        if (fault_origin_open_connections(&origin) <= before &&
-            dss_error_log_count(&nginx, "fetch of bill id") > cancelled) {
-            return;
-        }
+    /* drive the request until its fetch is at the origin (at most 10 s) */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int running = 1;
+    while (running && fault_origin_open_connections(&origin) <= before &&
+           elapsed_ms(&start) < 10000) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 10, NULL);
+    }
+    int reached = fault_origin_open_connections(&origin) > before;
+
+    /* the client goes away */
+    struct timespec gone;
+    clock_gettime(CLOCK_MONOTONIC, &gone);
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_cleanup(easy);
+    curl_multi_cleanup(multi);
+    if (!reached) {
+        fail_msg("the fetch never reached the origin");
+    }
+
+    /* the origin sees the archive connection close promptly */
+    while (fault_origin_open_connections(&origin) > before &&
+           elapsed_ms(&gone) < 10000) {
         pause_briefly();
     }
-    fail_msg("the fetch outlived its client");
+    long long ms = elapsed_ms(&gone);
+    print_message("the origin saw the fetch end %lld ms after its client\n",
+                  ms);
+    if (fault_origin_open_connections(&origin) > before || ms > 5000) {
+        fail_msg("the fetch outlived its client by %lld ms", ms);
+    }
+    const char *cancelled = "fetch of bill id \"stall-c\" cancelled";
+    for (int i = 0; i < 250 && dss_error_log_count(&lone, cancelled) == 0;
+         i++) {
+        pause_briefly();
+    }
+    assert_int_equal(dss_error_log_count(&lone, cancelled), 1);
+    assert_int_equal(dss_error_log_count(&lone, "exited on signal"), 0);
 }
 
 /* ---- H3: the archive's health ----------------------------------------------
@@ -724,6 +851,8 @@ int main(void) {
             test_D3_chunked_and_close_delimited_bodies_get_a_length),
         cmocka_unit_test(test_D3_head_through_the_archive),
         cmocka_unit_test(test_D4_oversize_archive_bill_is_500),
+        cmocka_unit_test(test_D4_archive_bill_of_exactly_the_limit_is_200),
+        cmocka_unit_test(test_D4_archive_limit_is_configurable_down_and_up),
         cmocka_unit_test(test_D4_unannounced_oversize_is_cut_off_early),
         cmocka_unit_test(test_D5_archive_404_and_410_are_404),
         cmocka_unit_test(test_D5_root_first_then_archive),
@@ -736,7 +865,8 @@ int main(void) {
         cmocka_unit_test(test_D6_archive_mutual_tls_without_worker_file_access),
         cmocka_unit_test(test_D6_redirects_only_when_configured),
         cmocka_unit_test(test_D6_archive_credentials_and_headers_are_sent),
-        cmocka_unit_test(test_D8_client_disconnect_cancels_the_fetch),
+        cmocka_unit_test_teardown(test_D8_client_disconnect_cancels_the_fetch,
+                                  lone_teardown),
         cmocka_unit_test(test_H3_health_follows_the_archive),
         cmocka_unit_test(test_T5_archive_connections_are_reused),
         cmocka_unit_test(test_D9_archive_connections_are_not_reused_by_default),
