@@ -158,6 +158,83 @@ static void remember(fault_origin *o, const char *id, const char *request) {
     pthread_mutex_unlock(&o->lock);
 }
 
+long long fault_origin_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parks the connection while what is held; 1 if its client went away or
+ * the origin is stopping meanwhile. */
+static int park(connection *c, int what) {
+    fault_origin *o = c->origin;
+    int gone = 0;
+    pthread_mutex_lock(&o->lock);
+    o->held++;
+    pthread_mutex_unlock(&o->lock);
+    while ((o->hold & what) && !gone) {
+        gone = wait_or_peer_gone(c, 50);
+    }
+    pthread_mutex_lock(&o->lock);
+    o->held--;
+    pthread_mutex_unlock(&o->lock);
+    return gone;
+}
+
+/* /health and /b/<name>: keep-alive answers for the resilience tests. */
+static int respond_probe_or_file(connection *c, const char *path) {
+    fault_origin *o = c->origin;
+    char head[256];
+
+    if (strcmp(path, "/health") == 0) {
+        pthread_mutex_lock(&o->lock);
+        if (o->probes < FAULT_ORIGIN_MAX_PROBES) {
+            o->probe_at[o->probes] = fault_origin_now_ms();
+        }
+        o->probes++;
+        pthread_mutex_unlock(&o->lock);
+        if (park(c, FAULT_ORIGIN_HOLD_HEALTH)) {
+            return 0;
+        }
+        return send_text(c->fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain"
+                                "\r\nContent-Length: 2\r\n\r\nok") == 0;
+    }
+
+    const char *name = path + 3; /* "/b/" */
+    if (strncmp(name, "held", 4) == 0 && park(c, FAULT_ORIGIN_HOLD_BILLS)) {
+        return 0;
+    }
+    char file[8192];
+    size_t len = 0;
+    char *body = NULL;
+    if (strchr(name, '/') == NULL &&
+        snprintf(file, sizeof(file), "%s/%s", o->dir, name) <
+            (int)sizeof(file)) {
+        FILE *f = fopen(file, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long size = ftell(f);
+            rewind(f);
+            body = size >= 0 ? malloc((size_t)size + 1) : NULL;
+            len = body ? fread(body, 1, (size_t)size, f) : 0;
+            fclose(f);
+        }
+    }
+    int rc;
+    if (body) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: %zu\r\n\r\n",
+                 len);
+        rc = send_text(c->fd, head) == 0 && send_all(c->fd, body, len) == 0;
+    } else {
+        rc = send_text(c->fd, "HTTP/1.1 404 Not Found\r\n"
+                              "Content-Length: 0\r\n\r\n") == 0;
+    }
+    free(body);
+    return rc;
+}
+
 /* Answers one request; returns 1 when the connection stays open for the
  * next one. */
 static int respond(connection *c, const char *path, const char *request) {
@@ -165,6 +242,10 @@ static int respond(connection *c, const char *path, const char *request) {
     const char *pdf = fault_origin_pdf();
     char head[512];
 
+    if (strcmp(path, "/health") == 0 ||
+        (strncmp(path, "/b/", 3) == 0 && c->origin->dir[0])) {
+        return respond_probe_or_file(c, path);
+    }
     if (strncmp(path, "/ka-unsolicited-", 16) == 0) {
         char other[96];
         if (send_bill(fd, path + 16, FAULT_ORIGIN_KA_SIZE, 0) != 0) {
@@ -549,4 +630,41 @@ long long fault_origin_huge_bytes_sent(fault_origin *o) {
     long long n = o->huge_bytes_sent;
     pthread_mutex_unlock(&o->lock);
     return n;
+}
+
+void fault_origin_serve_dir(fault_origin *o, const char *dir) {
+    snprintf(o->dir, sizeof(o->dir), "%s", dir);
+}
+
+void fault_origin_hold(fault_origin *o, int what, int on) {
+    pthread_mutex_lock(&o->lock);
+    o->hold = on ? (o->hold | what) : (o->hold & ~what);
+    pthread_mutex_unlock(&o->lock);
+}
+
+int fault_origin_held(fault_origin *o) {
+    pthread_mutex_lock(&o->lock);
+    int held = o->held;
+    pthread_mutex_unlock(&o->lock);
+    return held;
+}
+
+int fault_origin_probes(fault_origin *o) {
+    pthread_mutex_lock(&o->lock);
+    int n = o->probes;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+int fault_origin_probes_between(fault_origin *o, long long from,
+                                long long to) {
+    int count = 0;
+    pthread_mutex_lock(&o->lock);
+    int n = o->probes < FAULT_ORIGIN_MAX_PROBES ? o->probes
+                                                : FAULT_ORIGIN_MAX_PROBES;
+    for (int i = 0; i < n; i++) {
+        count += o->probe_at[i] >= from && o->probe_at[i] <= to;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return count;
 }

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault_origin.h"
 #include "harness.h"
 
 /* a name nothing resolves: every query goes to the blackhole */
@@ -215,40 +216,19 @@ static void skip_unless_dns(void) {
     }
 }
 
-/* ---- a small origin: counts health probes, can park requests -------------
- *
- *   GET /health       200 "ok" (parked while hold_health is set)
- *   GET /b/<name>     the file <dir>/<name> as application/pdf, or 404;
- *                     names starting with "held" park while hold_bills is set
- * HTTP/1.1 with keep-alive; one thread per connection.
- */
+/* ---- the archive: fault_origin's /health (counted, parkable) and /b/<name>
+ * (files of the test's folder; "held*" parkable) ----------------------------- */
 
-#define ORIGIN_MAX_PROBES 8192
+static fault_origin origin;
+static int origin_started;
 
-typedef struct {
-    int port;
-    int listen_fd;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    int stopping;
-    int connections; /* threads serving a connection */
-    int hold_health;
-    int hold_bills;
-    int held; /* requests parked now */
-    int probes;
-    long long probe_at[ORIGIN_MAX_PROBES];
-    char dir[PATH_MAX];
-} origin_t;
+static void origin_start(const char *dir) {
+    assert_int_equal(fault_origin_start(&origin), 0);
+    fault_origin_serve_dir(&origin, dir);
+    origin_started = 1;
+}
 
-static origin_t origin;
-
-typedef struct {
-    origin_t *o;
-    int fd;
-} origin_conn;
-
+/* raw client sockets of the shortage test */
 static int send_all(int fd, const void *data, size_t len) {
     const char *p = data;
     while (len > 0) {
@@ -263,213 +243,6 @@ static int send_all(int fd, const void *data, size_t len) {
         len -= (size_t)n;
     }
     return 0;
-}
-
-/* Parks the calling connection while *flag is set (and not stopping). */
-static void origin_park(origin_t *o, const int *flag) {
-    pthread_mutex_lock(&o->lock);
-    o->held++;
-    pthread_cond_broadcast(&o->changed);
-    while (*flag && !o->stopping) {
-        pthread_cond_wait(&o->changed, &o->lock);
-    }
-    o->held--;
-    pthread_mutex_unlock(&o->lock);
-}
-
-static int origin_answer(origin_t *o, int fd, const char *path) {
-    char head[256];
-    if (strcmp(path, "/health") == 0) {
-        pthread_mutex_lock(&o->lock);
-        if (o->probes < ORIGIN_MAX_PROBES) {
-            o->probe_at[o->probes] = now_ms();
-        }
-        o->probes++;
-        pthread_mutex_unlock(&o->lock);
-        origin_park(o, &o->hold_health);
-        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain"
-                                 "\r\nContent-Length: 2\r\n\r\nok";
-        return send_all(fd, ok, sizeof(ok) - 1);
-    }
-    if (strncmp(path, "/b/", 3) == 0 && strchr(path + 3, '/') == NULL) {
-        const char *name = path + 3;
-        if (strncmp(name, "held", 4) == 0) {
-            origin_park(o, &o->hold_bills);
-        }
-        char file[PATH_MAX + 1024];
-        snprintf(file, sizeof(file), "%s/%s", o->dir, name);
-        size_t len;
-        char *body = dss_read_file(file, &len);
-        if (body) {
-            snprintf(head, sizeof(head),
-                     "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     len);
-            int rc = send_all(fd, head, strlen(head));
-            rc = rc == 0 ? send_all(fd, body, len) : rc;
-            free(body);
-            return rc;
-        }
-    }
-    static const char missing[] =
-        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-    return send_all(fd, missing, sizeof(missing) - 1);
-}
-
-static int origin_is_stopping(origin_t *o) {
-    pthread_mutex_lock(&o->lock);
-    int stopping = o->stopping;
-    pthread_mutex_unlock(&o->lock);
-    return stopping;
-}
-
-static void *origin_serve(void *arg) {
-    origin_conn *conn = arg;
-    origin_t *o = conn->o;
-    int fd = conn->fd;
-    free(conn);
-    char buf[8192];
-    size_t used = 0;
-    while (!origin_is_stopping(o)) {
-        char *end = memmem(buf, used, "\r\n\r\n", 4);
-        if (end == NULL) {
-            struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, 100) <= 0) {
-                continue;
-            }
-            ssize_t n = recv(fd, buf + used, sizeof(buf) - used, 0);
-            if (n <= 0 || (used += (size_t)n) == sizeof(buf)) {
-                break;
-            }
-            continue;
-        }
-        /* "GET <path> HTTP/1.1" (requests carry no body) */
-        char method[16] = "", path[1024] = "";
-        *end = '\0';
-        sscanf(buf, "%15s %1023s", method, path);
-        size_t consumed = (size_t)(end + 4 - buf);
-        memmove(buf, buf + consumed, used - consumed);
-        used -= consumed;
-        if (origin_answer(o, fd, path) != 0) {
-            break;
-        }
-    }
-    close(fd);
-    pthread_mutex_lock(&o->lock);
-    o->connections--;
-    pthread_cond_broadcast(&o->changed);
-    pthread_mutex_unlock(&o->lock);
-    return NULL;
-}
-
-static void *origin_accept(void *arg) {
-    origin_t *o = arg;
-    while (!origin_is_stopping(o)) {
-        struct pollfd p = {o->listen_fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0) {
-            continue;
-        }
-        int fd = accept4(o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            continue;
-        }
-        origin_conn *conn = malloc(sizeof(*conn));
-        pthread_t t;
-        pthread_mutex_lock(&o->lock);
-        o->connections++;
-        pthread_mutex_unlock(&o->lock);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (conn) {
-            conn->o = o;
-            conn->fd = fd;
-        }
-        if (conn == NULL || pthread_create(&t, NULL, origin_serve, conn) != 0) {
-            free(conn);
-            close(fd);
-            pthread_mutex_lock(&o->lock);
-            o->connections--;
-            pthread_mutex_unlock(&o->lock);
-            continue;
-        }
-        pthread_detach(t);
-    }
-    return NULL;
-}
-
-static void origin_start(origin_t *o, const char *dir) {
-    memset(o, 0, sizeof(*o));
-    pthread_mutex_init(&o->lock, NULL);
-    pthread_cond_init(&o->changed, NULL);
-    snprintf(o->dir, sizeof(o->dir), "%s", dir);
-    o->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(o->listen_fd >= 0);
-    struct sockaddr_in addr = {0};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    assert_int_equal(bind(o->listen_fd, (struct sockaddr *)&addr, len), 0);
-    assert_int_equal(listen(o->listen_fd, 128), 0);
-    assert_int_equal(getsockname(o->listen_fd, (struct sockaddr *)&addr, &len),
-                     0);
-    o->port = ntohs(addr.sin_port);
-    assert_int_equal(pthread_create(&o->thread, NULL, origin_accept, o), 0);
-    o->started = 1;
-}
-
-static void origin_set(origin_t *o, int *flag, int value) {
-    pthread_mutex_lock(&o->lock);
-    *flag = value;
-    pthread_cond_broadcast(&o->changed);
-    pthread_mutex_unlock(&o->lock);
-}
-
-static int origin_held(origin_t *o) {
-    pthread_mutex_lock(&o->lock);
-    int held = o->held;
-    pthread_mutex_unlock(&o->lock);
-    return held;
-}
-
-/* Probes that arrived in [from, to] (monotonic ms). */
-static int origin_probes_between(origin_t *o, long long from, long long to) {
-    int count = 0;
-    pthread_mutex_lock(&o->lock);
-    int n = o->probes < ORIGIN_MAX_PROBES ? o->probes : ORIGIN_MAX_PROBES;
-    for (int i = 0; i < n; i++) {
-        count += o->probe_at[i] >= from && o->probe_at[i] <= to;
-    }
-    pthread_mutex_unlock(&o->lock);
-    return count;
-}
-
-static int origin_probes(origin_t *o) {
-    pthread_mutex_lock(&o->lock);
-    int n = o->probes;
-    pthread_mutex_unlock(&o->lock);
-    return n;
-}
-
-static void origin_stop(origin_t *o) {
-    if (!o->started) {
-        return;
-    }
-    pthread_mutex_lock(&o->lock);
-    o->stopping = 1;
-    pthread_cond_broadcast(&o->changed);
-    pthread_mutex_unlock(&o->lock);
-    pthread_join(o->thread, NULL);
-    close(o->listen_fd);
-    /* connection threads notice within one poll interval */
-    long long deadline = now_ms() + 5000;
-    pthread_mutex_lock(&o->lock);
-    while (o->connections > 0 && now_ms() < deadline) {
-        pthread_mutex_unlock(&o->lock);
-        pause_briefly();
-        pthread_mutex_lock(&o->lock);
-    }
-    pthread_mutex_unlock(&o->lock);
-    o->started = 0;
 }
 
 /* ---- fixture: one nginx (and maybe the origin) per test -------------------
@@ -519,7 +292,10 @@ static int teardown(void **state) {
         dss_nginx_cleanup(&nginx);
         nginx_prepared = 0;
     }
-    origin_stop(&origin);
+    if (origin_started) {
+        fault_origin_stop(&origin);
+        origin_started = 0;
+    }
     return 0;
 }
 
@@ -910,9 +686,9 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
         snprintf(rel, sizeof(rel), "origin/%s.pdf", ids[i]);
         write_bill(rel, ids[i], 3000 + 1000 * i);
     }
-    origin_start(&origin, dss_path(&nginx, "origin"));
-    origin_set(&origin, &origin.hold_health, 1);
-    origin_set(&origin, &origin.hold_bills, 1);
+    origin_start(dss_path(&nginx, "origin"));
+    fault_origin_hold(&origin, FAULT_ORIGIN_HOLD_HEALTH, 1);
+    fault_origin_hold(&origin, FAULT_ORIGIN_HOLD_BILLS, 1);
 
     /* harness: worker_connections 1024 */
     start_nginx("dss_bill_upstream_temp_path @PREFIX@/temp;\n"
@@ -933,20 +709,20 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
 
     /* a slow health probe in flight, and a download parked at the origin */
     long long deadline = now_ms() + 10000;
-    while (origin_held(&origin) < 1 && now_ms() < deadline) {
+    while (fault_origin_held(&origin) < 1 && now_ms() < deadline) {
         pause_briefly();
     }
-    assert_int_equal(origin_held(&origin), 1);
+    assert_int_equal(fault_origin_held(&origin), 1);
     int parked = client_fds[0] = connect_nginx();
     assert_true(parked >= 0);
     static const char parked_request[] =
         "GET /arch/download/held1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     assert_int_equal(
         send_all(parked, parked_request, sizeof(parked_request) - 1), 0);
-    while (origin_held(&origin) < 2 && now_ms() < deadline) {
+    while (fault_origin_held(&origin) < 2 && now_ms() < deadline) {
         pause_briefly();
     }
-    assert_int_equal(origin_held(&origin), 2);
+    assert_int_equal(fault_origin_held(&origin), 2);
 
     /* a client whose request is complete but for its last line */
     int late = client_fds[1] = connect_nginx();
@@ -1031,7 +807,7 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     dss_response_free(&h);
 
     /* the download that was parked through the shortage completes */
-    origin_set(&origin, &origin.hold_bills, 0);
+    fault_origin_hold(&origin, FAULT_ORIGIN_HOLD_BILLS, 0);
     char *body = NULL;
     size_t body_len = 0;
     long status = read_status(parked, 10000, &body, &body_len);
@@ -1047,7 +823,7 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     free(expected);
 
     /* health: the slow probe answers, the archive is up, health says so */
-    origin_set(&origin, &origin.hold_health, 0);
+    fault_origin_hold(&origin, FAULT_ORIGIN_HOLD_HEALTH, 0);
     deadline = now_ms() + 5000;
     long health = 0;
     while (health != 200 && now_ms() < deadline) {
@@ -1228,7 +1004,7 @@ static int helper_processes(const char *what) {
 static void test_T5_only_workers_probe_the_archive(void **state) {
     (void)state;
     mkdir(dss_path(&nginx, "origin"), 0755);
-    origin_start(&origin, dss_path(&nginx, "origin"));
+    origin_start(dss_path(&nginx, "origin"));
     start_nginx("proxy_cache_path @PREFIX@/cache keys_zone=z:1m;\n"
                 "server {\n"
                 "    listen 127.0.0.1:@PORT@;\n"
@@ -1247,7 +1023,7 @@ static void test_T5_only_workers_probe_the_archive(void **state) {
     long long deadline = now_ms() + 10000;
     while ((helper_processes("cache manager") < 1 ||
             helper_processes("worker process") < 1 ||
-            origin_probes(&origin) < 1) &&
+            fault_origin_probes(&origin) < 1) &&
            now_ms() < deadline) {
         pause_briefly();
     }
@@ -1260,7 +1036,7 @@ static void test_T5_only_workers_probe_the_archive(void **state) {
         pause_briefly();
     }
     long long to = now_ms();
-    int probes = origin_probes_between(&origin, from, to);
+    int probes = fault_origin_probes_between(&origin, from, to);
     long long window = to - from;
     long long bound = window / 100 * 3 / 2 + 2;
     print_message("%d probes in %lld ms (bound %lld)\n", probes, window, bound);
