@@ -315,28 +315,6 @@ static void start_nginx(const char *format, ...) {
     assert_int_equal(rc, 0);
 }
 
-/* No alert (or worse) in the error log, except lines holding allowed. */
-static void assert_no_alerts(const char *allowed) {
-    size_t len;
-    char *log = dss_read_file(dss_path(&nginx, "logs/error.log"), &len);
-    assert_non_null(log);
-    static const char *const bad[] = {"[alert]", "[emerg]", "exited on signal"};
-    for (char *line = log; line && *line;) {
-        char *end = strchr(line, '\n');
-        if (end) {
-            *end = '\0';
-        }
-        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-            if (strstr(line, bad[i]) &&
-                (allowed == NULL || strstr(line, allowed) == NULL)) {
-                fail_msg("error log: %s", line);
-            }
-        }
-        line = end ? end + 1 : NULL;
-    }
-    free(log);
-}
-
 static void write_bill(const char *rel, const char *id, size_t size) {
     dss_write_bill(dss_path(&nginx, rel), id, size);
 }
@@ -491,7 +469,6 @@ test_T5_client_abort_during_dns_does_not_block_the_worker(void **state) {
     if (!seen) {
         fail_msg("the fetch was never cancelled after its client left");
     }
-    assert_no_alerts(NULL);
 }
 
 static void test_T5_dns_timeout_answers_within_connect_timeout(void **state) {
@@ -515,7 +492,6 @@ static void test_T5_dns_timeout_answers_within_connect_timeout(void **state) {
     }
     /* and the worker is not left waiting for the resolver afterwards */
     root_download_ms("100000000001", 1000);
-    assert_no_alerts(NULL);
 }
 
 static void test_T5_health_probe_dns_does_not_stall_root(void **state) {
@@ -573,7 +549,6 @@ static void test_T5_health_probe_dns_does_not_stall_root(void **state) {
         }
     }
     assert_int_equal(status, 503);
-    assert_no_alerts(NULL);
 }
 
 /* ---- T5: a full connection table fails one fetch, not the archive --------
@@ -668,6 +643,11 @@ static long read_status(int fd, long timeout_ms, char **body,
 static void
 test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     (void)state;
+    /* filling the connection table is what nginx alerts about; nothing
+     * else may (the harness checks the log when nginx stops) */
+    static const char *const table_full[] = {
+        "worker_connections are not enough", NULL};
+    nginx.allowed_alerts = table_full;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < 2048) {
@@ -842,7 +822,6 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     dss_response_free(&r);
 
     /* nginx's own alert for the full table is expected, nothing else */
-    assert_no_alerts("worker_connections are not enough");
 }
 
 /* ---- D6, D8: directio on the document root -------------------------------
@@ -907,7 +886,6 @@ static void test_D6_directio_root_bills_are_served(void **state) {
         }
     }
     assert_int_equal(dss_error_log_count(&nginx, "pread() failed"), 0);
-    assert_no_alerts(NULL);
 }
 
 static void test_D8_directio_incomplete_root_bill_is_500(void **state) {
@@ -964,7 +942,6 @@ static void test_D8_directio_incomplete_root_bill_is_500(void **state) {
         assert_bill(&r, dss_path(&nginx, "bills/500000000003.pdf"), target);
         dss_response_free(&r);
     }
-    assert_no_alerts(NULL);
 }
 
 /* ---- T5: only workers probe the archive ----------------------------------
@@ -1048,7 +1025,6 @@ static void test_T5_only_workers_probe_the_archive(void **state) {
         fail_msg("only %d probes in %lld ms: the worker does not probe", probes,
                  window);
     }
-    assert_no_alerts(NULL);
 }
 
 /* ---- D3, H2: headers and bodies of other modules -------------------------
@@ -1088,7 +1064,6 @@ static void test_D3_expires_does_not_add_a_second_cache_control(void **state) {
     }
     assert_string_equal(dss_header(&r, "Cache-Control"), "private, no-store");
     dss_response_free(&r);
-    assert_no_alerts(NULL);
 }
 
 /*
@@ -1156,7 +1131,6 @@ static void test_D3_H2_body_rewriting_filters_leave_bills_and_health_alone(
         assert_bill(&r, dss_path(&nginx, "bills/700000000001.pdf"), target);
         dss_response_free(&r);
     }
-    assert_no_alerts(NULL);
 }
 
 int main(void) {
