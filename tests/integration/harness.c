@@ -41,15 +41,29 @@ static const char *nginx_binary(void) {
     return env && *env ? env : DSS_NGINX_BINARY;
 }
 
-static long long now_ms(void) {
+long long dss_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A short pause between two polls of a condition (never a synchronisation
- * by itself: callers always re-check the condition). */
-static void poll_pause(void) {
+int dss_send_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void dss_poll_pause(void) {
     struct timespec ts = {0, 20 * 1000 * 1000};
     nanosleep(&ts, NULL);
 }
@@ -502,8 +516,8 @@ int dss_nginx_start(dss_nginx *n, const char *http_block) {
         }
         n->running = 1;
 
-        long long deadline = now_ms() + 15000;
-        while (now_ms() < deadline) {
+        long long deadline = dss_now_ms() + 15000;
+        while (dss_now_ms() < deadline) {
             int status;
             if (waitpid(n->pid, &status, WNOHANG) == n->pid) {
                 n->running = 0;
@@ -518,7 +532,7 @@ int dss_nginx_start(dss_nginx *n, const char *http_block) {
                 }
                 return 0;
             }
-            poll_pause();
+            dss_poll_pause();
         }
         if (n->running) {
             stop_master(n, 0);
@@ -561,7 +575,7 @@ static void judge_exit(dss_nginx *n, int status, const char *forced) {
 
 /* Polls until the master has exited: 0, its status in *status. */
 static int reap_master(dss_nginx *n, long timeout_ms, int *status) {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = dss_now_ms() + timeout_ms;
     for (;;) {
         pid_t got = waitpid(n->pid, status, WNOHANG);
         if (got == n->pid) {
@@ -571,10 +585,10 @@ static int reap_master(dss_nginx *n, long timeout_ms, int *status) {
             *status = 0; /* reaped elsewhere: nothing to judge */
             return 0;
         }
-        if (now_ms() > deadline) {
+        if (dss_now_ms() > deadline) {
             return -1;
         }
-        poll_pause();
+        dss_poll_pause();
     }
 }
 

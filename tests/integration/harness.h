@@ -100,6 +100,16 @@ int dss_nginx_wait_exit(dss_nginx *n, long timeout_ms);
 int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
                           size_t out_size);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+long long dss_now_ms(void);
+
+/* Sends all of data on a socket (no SIGPIPE); 0, or -1 on an error. */
+int dss_send_all(int fd, const void *data, size_t len);
+
+/* A short pause between two polls of a condition: never a synchronisation
+ * by itself, callers always check the condition again. */
+void dss_poll_pause(void);
+
 /* Path below the prefix, e.g. dss_path(n, "bills/1.pdf"). Static buffer
  * rotation: up to 8 results valid at once. */
 const char *dss_path(const dss_nginx *n, const char *rel);

@@ -164,18 +164,6 @@ static blob big200k, small500, html_page;                   /* D8 first chunk */
 static blob arch_incomplete, arch_truncated, arch_trailing; /* D8 complete */
 static blob root_incomplete, root_truncated, root_trailing;
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A short pause between two polls of a condition (callers re-check it). */
-static void pause_briefly(void) {
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
 /*
  * A valid one-page PDF of exactly size bytes whose padding stream is filled
  * with records naming the id and the offset: distinct bytes everywhere.
@@ -384,7 +372,7 @@ static int log_grows(const dss_nginx *n, const char *needle, int before) {
         if (dss_error_log_count(n, needle) > before) {
             return 1;
         }
-        pause_briefly();
+        dss_poll_pause();
     }
     return 0;
 }
@@ -545,7 +533,7 @@ static size_t client_write(char *data, size_t size, size_t nmemb,
     if (c->pauses && c->len == 0 && !c->paused && c->resume_at == 0) {
         /* libcurl hands these bytes again after the pause */
         c->paused = 1;
-        c->resume_at = now_ms() + PAUSE_MS;
+        c->resume_at = dss_now_ms() + PAUSE_MS;
         return CURL_WRITEFUNC_PAUSE;
     }
     if (c->len + n > c->cap) {
@@ -582,7 +570,7 @@ static void concurrent_downloads(const dss_nginx *n, const char *label) {
 
     int started = 0, done = 0, wrong = 0, failed = 0, active = 0;
     char wrong_example[768] = "", failed_example[256] = "";
-    long long t0 = now_ms();
+    long long t0 = dss_now_ms();
 
     for (int i = 0; i < CLIENTS; i++) {
         client *c = &clients[i];
@@ -656,7 +644,7 @@ static void concurrent_downloads(const dss_nginx *n, const char *label) {
                 }
             }
 
-            if (started < TOTAL && now_ms() - t0 < budget_ms) {
+            if (started < TOTAL && dss_now_ms() - t0 < budget_ms) {
                 char url[256];
                 c->bill = (started * 37 + 11) % NBILLS;
                 c->len = 0;
@@ -672,7 +660,7 @@ static void concurrent_downloads(const dss_nginx *n, const char *label) {
                 active--;
             }
         }
-        long long now = now_ms();
+        long long now = dss_now_ms();
         int wait_ms = 100;
         for (int i = 0; i < CLIENTS; i++) {
             client *c = &clients[i];
@@ -687,7 +675,7 @@ static void concurrent_downloads(const dss_nginx *n, const char *label) {
             curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
         }
     }
-    long long elapsed = now_ms() - t0;
+    long long elapsed = dss_now_ms() - t0;
 
     for (int i = 0; i < CLIENTS; i++) {
         curl_easy_cleanup(clients[i].easy);
@@ -872,8 +860,8 @@ static char *raw_read_all(int fd, size_t *len, long timeout_ms) {
     size_t cap = 65536, used = 0;
     char *buf = malloc(cap);
     assert_non_null(buf);
-    long long deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
+    long long deadline = dss_now_ms() + timeout_ms;
+    while (dss_now_ms() < deadline) {
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, 100) <= 0) {
             continue;
@@ -920,7 +908,7 @@ static void test_D9_slow_reader_keeps_its_own_bill(void **state) {
         logged = access_log_has(&nginx0, "\"GET /arch/download/slowA "
                                          "HTTP/1.1\" 200 ");
         if (!logged) {
-            pause_briefly();
+            dss_poll_pause();
         }
     }
     if (!logged) {
@@ -1031,7 +1019,7 @@ static void test_D9_unsolicited_response_on_kept_alive_connection_is_not_served(
     for (int i = 0;
          i < 250 && fault_origin_unsolicited_sent(&ka_origin) <= unsolicited;
          i++) {
-        pause_briefly();
+        dss_poll_pause();
     }
     assert_true(fault_origin_unsolicited_sent(&ka_origin) > unsolicited);
 
@@ -1049,7 +1037,7 @@ static void expect_record(const char *id, int *api_key, int *authorization) {
     for (int i = 0; i < 100 && !seen; i++) {
         seen = fault_origin_record_seen(&origin, id, api_key, authorization);
         if (!seen) {
-            pause_briefly();
+            dss_poll_pause();
         }
     }
     if (!seen) {

@@ -46,18 +46,6 @@
 /* a name nothing resolves: every query goes to the blackhole */
 #define BLACKHOLED_HOST "archive.dss-blackhole.test"
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A short pause between two polls of a condition (callers re-check it). */
-static void pause_briefly(void) {
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- the blackhole DNS server --------------------------------------------
  */
 
@@ -165,7 +153,7 @@ static void dns_setup(void) {
     }
 
     /* a random loopback address: another test program may hold one */
-    srand((unsigned)(getpid() ^ now_ms()));
+    srand((unsigned)(getpid() ^ dss_now_ms()));
     for (int attempt = 0; attempt < 32 && dns.fd < 0; attempt++) {
         snprintf(dns.address, sizeof(dns.address), "127.%d.%d.%d",
                  20 + rand() % 200, 1 + rand() % 250, 1 + rand() % 250);
@@ -226,23 +214,6 @@ static void origin_start(const char *dir) {
     assert_int_equal(fault_origin_start(&origin), 0);
     fault_origin_serve_dir(&origin, dir);
     origin_started = 1;
-}
-
-/* raw client sockets of the shortage test */
-static int send_all(int fd, const void *data, size_t len) {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* ---- fixture: one nginx (and maybe the origin) per test -------------------
@@ -323,10 +294,26 @@ static void write_bill(const char *rel, const char *id, size_t size) {
 static dss_response timed_get(const char *target, long timeout_ms,
                               long long *elapsed) {
     dss_request_options o = {.plain_http = 1, .timeout_ms = timeout_ms};
-    long long start = now_ms();
+    long long start = dss_now_ms();
     dss_response r = dss_request(&nginx, target, &o);
-    *elapsed = now_ms() - start;
+    *elapsed = dss_now_ms() - start;
     return r;
+}
+
+/* Polls target until it answers status, for at most timeout_ms; returns
+ * the last status seen. */
+static long await_status(const char *target, long status, long timeout_ms) {
+    long got = 0;
+    for (long long end = dss_now_ms() + timeout_ms;;) {
+        long long ms;
+        dss_response r = timed_get(target, 2000, &ms);
+        got = r.status;
+        dss_response_free(&r);
+        if (got == status || dss_now_ms() >= end) {
+            return got;
+        }
+        dss_poll_pause();
+    }
 }
 
 /* r is exactly the bill in file path: 200, application/pdf, exact length,
@@ -361,12 +348,12 @@ static void assert_bill(const dss_response *r, const char *path,
 
 /* Polls the error log until it holds more than before lines with needle. */
 static int log_grows(const char *needle, int before, long timeout_ms) {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = dss_now_ms() + timeout_ms;
     while (dss_error_log_count(&nginx, needle) <= before) {
-        if (now_ms() > deadline) {
+        if (dss_now_ms() > deadline) {
             return 0;
         }
-        pause_briefly();
+        dss_poll_pause();
     }
     return 1;
 }
@@ -430,8 +417,8 @@ test_T5_client_abort_during_dns_does_not_block_the_worker(void **state) {
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
     curl_multi_add_handle(multi, easy);
     int running = 1;
-    long long deadline = now_ms() + 5000;
-    while (dns_queries() == queries && running && now_ms() < deadline) {
+    long long deadline = dss_now_ms() + 5000;
+    while (dns_queries() == queries && running && dss_now_ms() < deadline) {
         curl_multi_perform(multi, &running);
         curl_multi_poll(multi, NULL, 0, 10, NULL);
     }
@@ -441,7 +428,7 @@ test_T5_client_abort_during_dns_does_not_block_the_worker(void **state) {
 
     /* ...whose client gives up while the lookup is in flight */
     int cancelled = dss_error_log_count(&nginx, "cancelled");
-    long long aborted = now_ms();
+    long long aborted = dss_now_ms();
     curl_multi_remove_handle(multi, easy);
     curl_easy_cleanup(easy);
     curl_multi_cleanup(multi);
@@ -456,12 +443,12 @@ test_T5_client_abort_during_dns_does_not_block_the_worker(void **state) {
      * root answers at once */
     long long worst = 0;
     int seen = 0;
-    for (int i = 0; now_ms() - aborted < 3000; i++) {
+    for (int i = 0; dss_now_ms() - aborted < 3000; i++) {
         seen = seen || dss_error_log_count(&nginx, "cancelled") > cancelled;
         long long ms =
             root_download_ms(i % 2 ? "100000000001" : "100000000002", 1000);
         worst = ms > worst ? ms : worst;
-        if (seen && now_ms() - aborted > 1000) {
+        if (seen && dss_now_ms() - aborted > 1000) {
             break;
         }
     }
@@ -500,18 +487,18 @@ static void test_T5_health_probe_dns_does_not_stall_root(void **state) {
     write_bill("bills/100000000001.pdf", "100000000001", 0);
     write_bill("bills/100000000002.pdf", "100000000002", 30000);
     int queries = dns_queries();
-    long long started = now_ms();
+    long long started = dss_now_ms();
     start_nginx(dns_config, 80, "dss_bill_health_interval 200ms;");
 
     /* the worker probes the blackholed archive from its start: every probe
      * waits on the lookup, times out (connect timeout 2 s), is retried */
     long long first_query = 0;
     long long worst = 0, worst_health = 0;
-    for (int i = 0; now_ms() - started < 15000; i++) {
+    for (int i = 0; dss_now_ms() - started < 15000; i++) {
         if (first_query == 0 && dns_queries() > queries) {
-            first_query = now_ms();
+            first_query = dss_now_ms();
         }
-        if (first_query && now_ms() - first_query > 3500) {
+        if (first_query && dss_now_ms() - first_query > 3500) {
             break;
         }
         long long ms =
@@ -538,17 +525,7 @@ static void test_T5_health_probe_dns_does_not_stall_root(void **state) {
         fail_msg("no probe reached the blackhole DNS server");
     }
     /* H3: and health tells the truth about the unresolvable archive */
-    long status = 0;
-    for (long long end = now_ms() + 5000; status != 503 && now_ms() < end;) {
-        long long ms;
-        dss_response r = timed_get("/dns/healthcheck", 2000, &ms);
-        status = r.status;
-        dss_response_free(&r);
-        if (status != 503) {
-            pause_briefly();
-        }
-    }
-    assert_int_equal(status, 503);
+    assert_int_equal(await_status("/dns/healthcheck", 503, 5000), 503);
 }
 
 /* ---- T5: a full connection table fails one fetch, not the archive --------
@@ -596,7 +573,7 @@ static long read_status(int fd, long timeout_ms, char **body,
     size_t cap = 65536, used = 0;
     char *buf = malloc(cap + 1);
     assert_non_null(buf);
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = dss_now_ms() + timeout_ms;
     long status = 0;
     for (;;) {
         buf[used] = '\0';
@@ -610,7 +587,7 @@ static long read_status(int fd, long timeout_ms, char **body,
                 }
             }
         }
-        long long left = deadline - now_ms();
+        long long left = deadline - dss_now_ms();
         struct pollfd p = {fd, POLLIN, 0};
         if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
             break;
@@ -688,9 +665,9 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
                 origin.port);
 
     /* a slow health probe in flight, and a download parked at the origin */
-    long long deadline = now_ms() + 10000;
-    while (fault_origin_held(&origin) < 1 && now_ms() < deadline) {
-        pause_briefly();
+    long long deadline = dss_now_ms() + 10000;
+    while (fault_origin_held(&origin) < 1 && dss_now_ms() < deadline) {
+        dss_poll_pause();
     }
     assert_int_equal(fault_origin_held(&origin), 1);
     int parked = client_fds[0] = connect_nginx();
@@ -698,9 +675,9 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     static const char parked_request[] =
         "GET /arch/download/held1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     assert_int_equal(
-        send_all(parked, parked_request, sizeof(parked_request) - 1), 0);
-    while (fault_origin_held(&origin) < 2 && now_ms() < deadline) {
-        pause_briefly();
+        dss_send_all(parked, parked_request, sizeof(parked_request) - 1), 0);
+    while (fault_origin_held(&origin) < 2 && dss_now_ms() < deadline) {
+        dss_poll_pause();
     }
     assert_int_equal(fault_origin_held(&origin), 2);
 
@@ -709,7 +686,7 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
     assert_true(late >= 0);
     static const char late_head[] =
         "GET /arch/download/late1 HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-    assert_int_equal(send_all(late, late_head, sizeof(late_head) - 1), 0);
+    assert_int_equal(dss_send_all(late, late_head, sizeof(late_head) - 1), 0);
 
     /* fill the connection table with clients in the middle of a request
      * line: with "deferred", nginx accepts each with its data and reads it
@@ -722,9 +699,9 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
                 break;
             }
             fill_fds[fill_count++] = fd;
-            send_all(fd, partial, sizeof(partial) - 1);
+            dss_send_all(fd, partial, sizeof(partial) - 1);
         }
-        pause_briefly();
+        dss_poll_pause();
     }
     if (table_full_alerts() == 0) {
         fail_msg("%d connections did not fill nginx's table", fill_count);
@@ -734,7 +711,7 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
 
     /* now the last line: this fetch cannot get a connection for its
      * socket; it alone may fail */
-    assert_int_equal(send_all(late, "\r\n", 2), 0);
+    assert_int_equal(dss_send_all(late, "\r\n", 2), 0);
     char *late_body = NULL;
     size_t late_len = 0;
     long late_status = read_status(late, 10000, &late_body, &late_len);
@@ -754,9 +731,9 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
 
     /* the shortage ends */
     close_fill();
-    deadline = now_ms() + 10000;
+    deadline = dss_now_ms() + 10000;
     long ping = 0;
-    while (ping != 204 && now_ms() < deadline) {
+    while (ping != 204 && dss_now_ms() < deadline) {
         long long ms;
         dss_response r = timed_get("/ping", 2000, &ms);
         ping = r.status;
@@ -804,18 +781,7 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
 
     /* health: the slow probe answers, the archive is up, health says so */
     fault_origin_hold(&origin, FAULT_ORIGIN_HOLD_HEALTH, 0);
-    deadline = now_ms() + 5000;
-    long health = 0;
-    while (health != 200 && now_ms() < deadline) {
-        long long ms;
-        dss_response r = timed_get("/arch/healthcheck", 2000, &ms);
-        health = r.status;
-        dss_response_free(&r);
-        if (health != 200) {
-            pause_briefly();
-        }
-    }
-    assert_int_equal(health, 200);
+    assert_int_equal(await_status("/arch/healthcheck", 200, 5000), 200);
     long long ms;
     dss_response r = timed_get("/arch/download/2000000005", 15000, &ms);
     assert_bill(&r, dss_path(&nginx, "origin/2000000005.pdf"), "last");
@@ -997,22 +963,22 @@ static void test_T5_only_workers_probe_the_archive(void **state) {
                 origin.port);
 
     /* the helpers are there (else this proves nothing) */
-    long long deadline = now_ms() + 10000;
+    long long deadline = dss_now_ms() + 10000;
     while ((helper_processes("cache manager") < 1 ||
             helper_processes("worker process") < 1 ||
             fault_origin_probes(&origin) < 1) &&
-           now_ms() < deadline) {
-        pause_briefly();
+           dss_now_ms() < deadline) {
+        dss_poll_pause();
     }
     assert_int_equal(helper_processes("cache manager"), 1);
     assert_int_equal(helper_processes("worker process"), 1);
 
     /* one worker probing every 100 ms: about 20 probes in 2 s */
-    long long from = now_ms();
-    while (now_ms() - from < 2000) {
-        pause_briefly();
+    long long from = dss_now_ms();
+    while (dss_now_ms() - from < 2000) {
+        dss_poll_pause();
     }
-    long long to = now_ms();
+    long long to = dss_now_ms();
     int probes = fault_origin_probes_between(&origin, from, to);
     long long window = to - from;
     long long bound = window / 100 * 3 / 2 + 2;

@@ -195,11 +195,6 @@ static int group_teardown(void **state) {
     return 0;
 }
 
-static void pause_briefly(void) {
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
 static void assert_bill_equals_file(dss_response *r, const char *path) {
     size_t len;
     char *expected = dss_read_file(path, &len);
@@ -247,7 +242,7 @@ static void expect_failure(const char *target, long status,
         if (dss_error_log_count(&nginx, logged) > before) {
             return;
         }
-        pause_briefly();
+        dss_poll_pause();
     }
     fail_msg("%s: no new error-log line with \"%s\"", target, logged);
 }
@@ -322,7 +317,7 @@ static void test_D4_unannounced_oversize_is_cut_off_early(void **state) {
     long long sent = 0;
     for (int i = 0;
          i < 250 && (sent = fault_origin_huge_bytes_sent(&origin)) == 0; i++) {
-        pause_briefly();
+        dss_poll_pause();
     }
     /* the origin would send 64 MB to a fetch that read to the end */
     if (sent >= 32LL * 1024 * 1024) {
@@ -362,7 +357,7 @@ static void test_D5_root_first_then_archive(void **state) {
         assert_null(strstr(log, "/rootonly.pdf"));
         free(log);
         if (!logged) {
-            pause_briefly();
+            dss_poll_pause();
         }
     }
     assert_true(logged);
@@ -484,7 +479,7 @@ static void test_D8_client_disconnect_cancels_the_fetch(void **state) {
             dss_error_log_count(&nginx, "fetch of bill id") > cancelled) {
             return;
         }
-        pause_briefly();
+        dss_poll_pause();
     }
     fail_msg("the fetch outlived its client");
 }
@@ -497,7 +492,7 @@ static void test_H3_health_follows_the_archive(void **state) {
     long got = 0;
     for (int i = 0; i < 250 && (got = status_of("/down/healthcheck")) != 503;
          i++) {
-        pause_briefly();
+        dss_poll_pause();
     }
     assert_int_equal(got, 503);
     assert_int_equal(status_of("/arch/healthcheck"), 200);
@@ -534,7 +529,7 @@ static long archive_connection_requests(const char *uri, int expect_lines) {
         if (lines >= expect_lines) {
             return most;
         }
-        pause_briefly();
+        dss_poll_pause();
     }
     fail_msg("the archive did not log %d requests for %s", expect_lines, uri);
     return 0;
@@ -696,7 +691,7 @@ static void test_T6_reload_finishes_fetches_in_flight(void **state) {
     /* the old worker exits once its request is done */
     for (int i = 0; i < 500 && dss_error_log_count(&nginx, "exit\n") <= exited;
          i++) {
-        pause_briefly();
+        dss_poll_pause();
     }
     assert_true(dss_error_log_count(&nginx, "exit\n") > exited);
 
