@@ -210,6 +210,14 @@ static void skip_unless_dns(void) {
 static fault_origin origin;
 static int origin_started;
 
+/* Polls until the origin parks n requests (at most until deadline). */
+static void await_held(int n, long long deadline) {
+    while (fault_origin_held(&origin) < n && dss_now_ms() < deadline) {
+        dss_poll_pause();
+    }
+    assert_int_equal(fault_origin_held(&origin), n);
+}
+
 static void origin_start(const char *dir) {
     assert_int_equal(fault_origin_start(&origin), 0);
     fault_origin_serve_dir(&origin, dir);
@@ -666,20 +674,14 @@ test_T5_connection_shortage_fails_one_fetch_not_the_archive(void **state) {
 
     /* a slow health probe in flight, and a download parked at the origin */
     long long deadline = dss_now_ms() + 10000;
-    while (fault_origin_held(&origin) < 1 && dss_now_ms() < deadline) {
-        dss_poll_pause();
-    }
-    assert_int_equal(fault_origin_held(&origin), 1);
+    await_held(1, deadline);
     int parked = client_fds[0] = connect_nginx();
     assert_true(parked >= 0);
     static const char parked_request[] =
         "GET /arch/download/held1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     assert_int_equal(
         dss_send_all(parked, parked_request, sizeof(parked_request) - 1), 0);
-    while (fault_origin_held(&origin) < 2 && dss_now_ms() < deadline) {
-        dss_poll_pause();
-    }
-    assert_int_equal(fault_origin_held(&origin), 2);
+    await_held(2, deadline);
 
     /* a client whose request is complete but for its last line */
     int late = client_fds[1] = connect_nginx();
