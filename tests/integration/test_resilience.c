@@ -1022,16 +1022,43 @@ static void test_D3_expires_does_not_add_a_second_cache_control(void **state) {
                 "        dss_bill_root @PREFIX@/bills;\n"
                 "        expires 1h;\n"
                 "    }\n"
+                "    location /add/ {\n"
+                "        dss_bill;\n"
+                "        dss_bill_root @PREFIX@/bills;\n"
+                "        add_header Cache-Control public always;\n"
+                "        add_header Expires \"Thu, 01 Jan 2037 00:00:00 GMT\" "
+                "always;\n"
+                "        add_header X-Kept yes always;\n"
+                "    }\n"
                 "}\n");
-    long long ms;
-    dss_response r = timed_get("/exp/download/600000000001", 10000, &ms);
-    assert_bill(&r, dss_path(&nginx, "bills/600000000001.pdf"), "expires");
-    if (header_count(&r, "Cache-Control") != 1) {
-        fail_msg("%d Cache-Control headers:\n%s",
-                 header_count(&r, "Cache-Control"), r.headers);
+    static const char *const targets[] = {
+        "/exp/download/600000000001", "/exp/healthcheck",
+        "/add/download/600000000001", "/add/healthcheck"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        long long ms;
+        dss_response r = timed_get(targets[i], 10000, &ms);
+        assert_int_equal(r.status, 200);
+        if (strstr(targets[i], "download")) {
+            assert_bill(&r, dss_path(&nginx, "bills/600000000001.pdf"),
+                        targets[i]);
+        }
+        /* a bill is never cacheable: exactly the module's Cache-Control */
+        if (header_count(&r, "Cache-Control") != 1 ||
+            header_count(&r, "Expires") != 0) {
+            fail_msg("%s: %d Cache-Control and %d Expires headers:\n%s",
+                     targets[i], header_count(&r, "Cache-Control"),
+                     header_count(&r, "Expires"), r.headers);
+        }
+        assert_string_equal(dss_header(&r, "Cache-Control"),
+                            strstr(targets[i], "download")
+                                ? "private, no-store"
+                                : "no-store");
+        if (strncmp(targets[i], "/add/", 5) == 0) {
+            /* other headers stay */
+            assert_string_equal(dss_header(&r, "X-Kept"), "yes");
+        }
+        dss_response_free(&r);
     }
-    assert_string_equal(dss_header(&r, "Cache-Control"), "private, no-store");
-    dss_response_free(&r);
 }
 
 /*
@@ -1101,6 +1128,49 @@ static void test_D3_H2_body_rewriting_filters_leave_bills_and_health_alone(
     }
 }
 
+/* "if" and "limit_except" blocks keep their location's content handler:
+ * they must answer like their location (a worker once followed a null
+ * health pointer for /healthcheck?x=1 in "location /"). */
+static void test_D3_H2_D7_if_and_limit_except_blocks_answer_like_their_location(
+    void **state) {
+    (void)state;
+    write_bill("bills/800000000001.pdf", "800000000001", 0);
+    start_nginx("server {\n"
+                "    listen 127.0.0.1:@PORT@;\n"
+                "    dss_bill_root @PREFIX@/bills;\n"
+                "    location / {\n"
+                "        dss_bill;\n"
+                "        if ($arg_x) { add_header X-If 1; }\n"
+                "    }\n"
+                "    location /b/ {\n"
+                "        dss_bill;\n"
+                "        if ($arg_x) { add_header X-If 1; }\n"
+                "        limit_except GET { allow 127.0.0.1; deny all; }\n"
+                "    }\n"
+                "}\n");
+    static const char *const targets[] = {
+        "/download/800000000001?x=1", "/b/download/800000000001?x=1",
+        "/b/download/800000000001"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        long long ms;
+        dss_response r = timed_get(targets[i], 5000, &ms);
+        assert_bill(&r, dss_path(&nginx, "bills/800000000001.pdf"),
+                    targets[i]);
+        dss_response_free(&r);
+    }
+    static const char *const health[] = {"/healthcheck?x=1",
+                                         "/b/healthcheck?x=1"};
+    for (size_t i = 0; i < sizeof(health) / sizeof(health[0]); i++) {
+        assert_int_equal(await_status(health[i], 200, 0), 200);
+    }
+    /* limit_except lets this client through: the module's own 405 */
+    dss_request_options post = {.method = "POST", .plain_http = 1};
+    dss_response r = dss_request(&nginx, "/b/download/800000000001", &post);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(dss_header(&r, "Allow"), "GET, HEAD");
+    dss_response_free(&r);
+}
+
 int main(void) {
     /* before any thread: the private mount namespace for the DNS tests */
     dns_setup();
@@ -1132,6 +1202,9 @@ int main(void) {
             test_D8_directio_incomplete_root_bill_is_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_T5_only_workers_probe_the_archive,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_D3_H2_D7_if_and_limit_except_blocks_answer_like_their_location,
+            setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_D3_expires_does_not_add_a_second_cache_control, setup,
             teardown),
