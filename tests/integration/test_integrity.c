@@ -607,7 +607,7 @@ static void run_battery(const battery *b, const dss_nginx *n) {
         c->pauses = b->slow_readers && i % 3 == 1;
     }
 
-    while (active > 0 || started == 0) {
+    for (;;) {
         /* every idle client takes the next download, while there is time */
         for (int i = 0; i < b->clients; i++) {
             client *c = &clients[i];
