@@ -65,6 +65,11 @@ int dss_bill_path_template_check(const char *value, size_t value_len,
     if (path.find('\\') != std::string_view::npos) {
         return error.set("must not hold a backslash");
     }
+    // D9: a value without variables names the same file for every bill
+    if (path.find('$') == std::string_view::npos) {
+        return error.set("holds no variable: every bill id would get the "
+                         "same file; use $dss_bill_id");
+    }
     // a segment with a variable is judged per request, once it is known
     bool ok = each_segment(path, [](std::string_view segment) {
         return segment.find('$') != std::string_view::npos ||

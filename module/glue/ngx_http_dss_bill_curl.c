@@ -24,6 +24,8 @@
 typedef struct {
     ngx_connection_t       *connection;
     in_port_t               local_port;   /* 0 until known */
+    in_port_t               remote_port;
+    ngx_socket_t            same_port;    /* next with this local port */
     unsigned                idle:1;       /* kept by libcurl, unused */
 } ngx_http_dss_bill_socket_t;
 
@@ -39,7 +41,8 @@ typedef struct {
     ngx_queue_t             failing;
 
     /* the archive connections, indexed by descriptor, and their
-     * descriptors by local port (what libcurl tells a pre-request check) */
+     * descriptors by local port (what libcurl tells a pre-request check;
+     * connections to different archives may share one: a chain) */
     ngx_http_dss_bill_socket_t  *sockets;
     ngx_uint_t                   nsockets;
     ngx_socket_t                *by_port;
@@ -59,6 +62,7 @@ static ngx_http_dss_bill_socket_t *ngx_http_dss_bill_curl_lookup(
 static int ngx_http_dss_bill_curl_prereq(void *clientp, char *primary_ip,
     char *local_ip, int primary_port, int local_port);
 static ngx_int_t ngx_http_dss_bill_curl_stale(ngx_connection_t *c);
+static void ngx_http_dss_bill_curl_unlink_port(ngx_socket_t s);
 static int ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_dss_bill_curl_timer(CURLM *multi, long timeout_ms,
@@ -354,6 +358,8 @@ ngx_http_dss_bill_curl_open(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
+    dc->sockets[s].remote_port = ngx_inet_get_port(&address->addr);
+
     c->read->handler = ngx_http_dss_bill_curl_event;
     c->write->handler = ngx_http_dss_bill_curl_event;
     c->read->log = dc->log;
@@ -368,7 +374,6 @@ ngx_http_dss_bill_curl_open(void *clientp, curlsocktype purpose,
 static int
 ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s)
 {
-    ngx_http_dss_bill_curl_t    *dc = &ngx_http_dss_bill_curl;
     ngx_http_dss_bill_socket_t  *sock;
 
     sock = ngx_http_dss_bill_curl_lookup(s);
@@ -376,8 +381,8 @@ ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s)
     if (sock) {
         ngx_http_dss_bill_curl_unwatch(sock->connection);
 
-        if (sock->local_port && dc->by_port[sock->local_port] == s) {
-            dc->by_port[sock->local_port] = (ngx_socket_t) -1;
+        if (sock->local_port) {
+            ngx_http_dss_bill_curl_unlink_port(s);
         }
 
         ngx_memzero(sock, sizeof(ngx_http_dss_bill_socket_t));
@@ -415,6 +420,7 @@ ngx_http_dss_bill_curl_register(ngx_socket_t s, ngx_connection_t *c)
 
     ngx_memzero(&dc->sockets[s], sizeof(ngx_http_dss_bill_socket_t));
     dc->sockets[s].connection = c;
+    dc->sockets[s].same_port = (ngx_socket_t) -1;
 
     return NGX_OK;
 }
@@ -432,6 +438,24 @@ ngx_http_dss_bill_curl_lookup(curl_socket_t s)
     }
 
     return &dc->sockets[s];
+}
+
+
+static void
+ngx_http_dss_bill_curl_unlink_port(ngx_socket_t s)
+{
+    ngx_socket_t               *link;
+    ngx_http_dss_bill_curl_t   *dc = &ngx_http_dss_bill_curl;
+
+    link = &dc->by_port[dc->sockets[s].local_port];
+
+    while (*link != (ngx_socket_t) -1 && *link != s) {
+        link = &dc->sockets[*link].same_port;
+    }
+
+    if (*link == s) {
+        *link = dc->sockets[s].same_port;
+    }
 }
 
 
@@ -456,7 +480,15 @@ ngx_http_dss_bill_curl_prereq(void *clientp, char *primary_ip,
         return CURL_PREREQFUNC_OK;
     }
 
-    s = dc->by_port[local_port];
+    /* connections to different archives may share a local port */
+
+    for (s = dc->by_port[local_port];
+         s != (ngx_socket_t) -1 && dc->sockets[s].remote_port != primary_port;
+         s = dc->sockets[s].same_port)
+    {
+        /* void */
+    }
+
     sock = ngx_http_dss_bill_curl_lookup(s);
 
     /* a new connection, or one some transfer uses: nothing kept to check */
@@ -540,6 +572,7 @@ ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s, int what,
 
             if (getsockname(s, &sa.sockaddr, &len) == 0) {
                 sock->local_port = ngx_inet_get_port(&sa.sockaddr);
+                sock->same_port = dc->by_port[sock->local_port];
                 dc->by_port[sock->local_port] = s;
             }
         }

@@ -9,6 +9,10 @@
 #include "ngx_http_dss_bill.h"
 
 
+static void ngx_http_dss_bill_warn_without_id(ngx_conf_t *cf,
+    ngx_str_t *directive, ngx_str_t *value);
+
+
 char *
 ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -117,8 +121,28 @@ ngx_http_dss_bill_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
+ * A path or URL made from other variables than $dss_bill_id may well be
+ * right (a map of the id), or may let the client choose the bill ($arg_*):
+ * nginx -t says so.
+ */
+
+static void
+ngx_http_dss_bill_warn_without_id(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *value)
+{
+    if (ngx_strnstr(value->data, "dss_bill_id", value->len) == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"%V\" \"%V\" does not use $dss_bill_id: make "
+                           "sure its variables come from the bill id, not "
+                           "from the client", directive, value);
+    }
+}
+
+
+/*
  * dss_bill_path: what can be judged before any request is refused now (an
- * absolute path, a literal "..") instead of as a 404 on every download.
+ * absolute path, a literal "..", no variable) instead of as a 404 on every
+ * download, or the same bill for every id.
  */
 
 char *
@@ -137,6 +161,8 @@ ngx_http_dss_bill_path(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            &value[1], err);
         return NGX_CONF_ERROR;
     }
+
+    ngx_http_dss_bill_warn_without_id(cf, &cmd->name, &value[1]);
 
     return ngx_http_set_complex_value_slot(cf, cmd, conf);
 }
@@ -263,6 +289,19 @@ ngx_http_dss_bill_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            &value[1], err);
         return NGX_CONF_ERROR;
     }
+
+    /* D9: a URL without variables fetches the same bill for every id */
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '$') == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dss_bill_upstream\" \"%V\" holds no variable: "
+                           "every bill id would get the same bill; use "
+                           "$dss_bill_id", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_dss_bill_warn_without_id(cf, &cmd->name, &value[1]);
 
     dlcf->upstream = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
     if (dlcf->upstream == NULL) {

@@ -43,6 +43,13 @@ ngx_http_dss_bill_handler(ngx_http_request_t *r)
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_dss_bill_module);
 
+    if (!dlcf->enabled) {
+        /* a block whose configuration the merge did not derive */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "dss_bill: no bill configuration in this block");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     route = dss_bill_route_parse((const char *) r->uri.data, r->uri.len,
                                  dlcf->route_base);
 

@@ -383,9 +383,30 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_dss_bill_loc_conf_t *conf = child;
 
     char                               err[NGX_HTTP_DSS_BILL_REASON_LEN];
+    ngx_http_core_loc_conf_t          *clcf;
     ngx_http_dss_bill_health_t       **health;
     ngx_http_dss_bill_main_conf_t     *dmcf;
     ngx_http_compile_complex_value_t   ccv;
+
+    /*
+     * "if" and "limit_except" blocks are bill locations too: the same
+     * routes and, since the sources cannot be set inside them, the same
+     * health. An "if" block keeps its location's content handler; a
+     * "limit_except" block gets it here (else nginx's static module would
+     * answer the methods it names, D7)
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (!conf->enabled && prev->enabled && clcf->noname) {
+        clcf->handler = ngx_http_dss_bill_handler;
+        conf->enabled = 1;
+        conf->location = prev->location;
+        conf->route_base = prev->route_base;
+        conf->file = prev->file;
+        conf->line = prev->line;
+        conf->health = prev->health;
+    }
 
     ngx_conf_merge_str_value(conf->root, prev->root, "");
     ngx_conf_merge_off_value(conf->max_size, prev->max_size,
@@ -466,6 +487,10 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_http_dss_bill_filters_off(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->health) {
+        return NGX_CONF_OK;     /* the block's location probes already */
     }
 
     conf->health = ngx_http_dss_bill_health_create(cf, conf);

@@ -10,12 +10,15 @@
 
 
 static ngx_int_t ngx_http_dss_bill_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_dss_bill_header_is(ngx_table_elt_t *h,
+    ngx_str_t *name);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 static ngx_str_t  ngx_http_dss_bill_cache_control_key =
     ngx_string("Cache-Control");
+static ngx_str_t  ngx_http_dss_bill_expires = ngx_string("Expires");
 
 
 /*
@@ -375,11 +378,9 @@ ngx_http_dss_bill_header_filter(ngx_http_request_t *r)
             continue;
         }
 
-        if ((h[i].key.len == ngx_http_dss_bill_cache_control_key.len
-             && ngx_strncasecmp(h[i].key.data,
-                                ngx_http_dss_bill_cache_control_key.data,
-                                h[i].key.len)
-                == 0)
+        if (ngx_http_dss_bill_header_is(&h[i],
+                                        &ngx_http_dss_bill_cache_control_key)
+            || ngx_http_dss_bill_header_is(&h[i], &ngx_http_dss_bill_expires)
             || &h[i] == r->headers_out.expires)
         {
             h[i].hash = 0;
@@ -389,4 +390,12 @@ ngx_http_dss_bill_header_filter(ngx_http_request_t *r)
     r->headers_out.expires = NULL;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_uint_t
+ngx_http_dss_bill_header_is(ngx_table_elt_t *h, ngx_str_t *name)
+{
+    return h->key.len == name->len
+           && ngx_strncasecmp(h->key.data, name->data, name->len) == 0;
 }

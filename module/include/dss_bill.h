@@ -92,8 +92,9 @@ dss_bill_route dss_bill_route_parse(const char *uri, size_t uri_len,
 int dss_bill_relative_path_is_safe(const char *rel, size_t rel_len);
 
 /*
- * Checks a dss_bill_path value as configured: relative, no backslash, and
- * no segment without a variable that is empty, "." or "..". Segments with a
+ * Checks a dss_bill_path value as configured: relative, no backslash, at
+ * least one variable (else every bill id names the same file), and no
+ * segment without a variable that is empty, "." or "..". Segments with a
  * variable are checked per request by dss_bill_relative_path_is_safe().
  * Returns 0, or -1 with a reason.
  */

@@ -5,11 +5,13 @@
 # configuration, serves a bill and the health check through the installed
 # module from a separate nginx (its own configuration, including
 # /etc/nginx/modules-enabled/*.conf like Debian's nginx.conf, and the
-# package's own example conf), then removes it (module disabled), installs
-# it again (enabled again), purges it, and shows nginx still starts without
-# it.
+# package's own example conf, with the certificate and user made by the
+# package's dss-bill-make-cert and dss-bill-add-user), then removes it
+# (module disabled), installs it again (enabled again), purges it, and shows
+# nginx still starts without it.
 #
-# Changes the system: needs root, and is skipped (77) otherwise, or when the
+# Changes the system, so it runs only when asked: with DSS_TEST_PACKAGE=1,
+# or CI=true (set by CI); skipped (77) otherwise, when not root, or when the
 # package is installed already (an administrator's install is left alone).
 # A running system nginx is reloaded by the package's dpkg trigger, as on any
 # install.
@@ -28,7 +30,16 @@ pkg=libnginx-mod-http-dss-bill
 so=/usr/lib/nginx/modules/ngx_http_dss_bill_module.so
 available=/usr/share/nginx/modules-available/mod-http-dss-bill.conf
 enabled=/etc/nginx/modules-enabled/50-mod-http-dss-bill.conf
+make_cert=/usr/sbin/dss-bill-make-cert
+add_user=/usr/sbin/dss-bill-add-user
 
+if [ "${DSS_TEST_PACKAGE:-0}" != 1 ] && [ "${CI:-}" != true ]; then
+    echo "skipped: this test installs $pkg into this machine's nginx with apt-get"
+    echo "(reloading a running nginx), then purges it; to run it, as root:"
+    echo "  DSS_TEST_PACKAGE=1 ctest --test-dir build -L package -V"
+    echo "  DSS_TEST_PACKAGE=1 scripts/test"
+    exit 77
+fi
 if [ "$(id -u)" -ne 0 ]; then
     echo "skipped: installing a package needs root"
     exit 77
@@ -68,6 +79,8 @@ abi=$(sed -n 's/^nginx:abi=//p' /usr/share/nginx/src/debian/libnginx-mod.abisubs
 [ -n "$abi" ] || fail "no nginx:abi in nginx-dev's substvars"
 [[ ", $depends," == *", $abi,"* ]] || fail "Depends lacks $abi: $depends"
 ok "Depends names the nginx ABI it was built against: $abi"
+# dss-bill-make-cert and dss-bill-add-user run openssl.
+[[ ", $depends," == *", openssl,"* ]] || fail "Depends lacks openssl: $depends"
 
 # Every library the module links comes with a dependency on its package
 # (dpkg-shlibdeps): libcurl, OpenSSL, libstdc++ ...
@@ -92,7 +105,7 @@ for lib in $(objdump -p "$work/root$so" | awk '$1 == "NEEDED" {print $2}'); do
 done
 ok "Depends: $depends"
 
-for want in ".$so" ".$available" \
+for want in ".$so" ".$available" ".$make_cert" ".$add_user" \
     ./usr/share/doc/$pkg/copyright ./usr/share/doc/$pkg/changelog.gz \
     ./usr/share/doc/$pkg/README.md.gz \
     ./usr/share/doc/$pkg/examples/dss-bill.conf \
@@ -101,7 +114,12 @@ for want in ".$so" ".$available" \
 done
 grep -qx 'load_module modules/ngx_http_dss_bill_module.so;' "$work/root$available" ||
     fail "$available: $(cat "$work/root$available")"
-ok "files: the module, its load_module snippet, README, changelog, copyright, examples"
+for script in "$make_cert" "$add_user"; do
+    mode=$(dpkg-deb -c "$deb" | awk -v f=".$script" '$6 == f {print $1}')
+    [ "$mode" = -rwxr-xr-x ] || fail "$script in the package: mode $mode, not 755"
+done
+ok "files: the module, its load_module snippet, dss-bill-make-cert, dss-bill-add-user," \
+    "README, changelog, copyright, examples"
 
 # ---- install -------------------------------------------------------------------
 chmod 644 "$deb"
@@ -118,6 +136,19 @@ grep -qx 'load_module modules/ngx_http_dss_bill_module.so;' <<<"$dump" ||
     fail "nginx -T does not show the module's load_module line"
 ok "apt-get install: $so, $enabled enabled; the stock nginx -t passes and loads it"
 
+# The scripts, installed: on the PATH, named as installed in their help.
+for script in "$make_cert" "$add_user"; do
+    name=$(basename "$script")
+    [ "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v "$name")" = "$script" ] ||
+        fail "$name is not on the PATH as $script"
+    help=$("$name" --help) || fail "$name --help failed"
+    grep -q "^usage: $name " <<<"$help" || fail "$name --help: $(head -n1 <<<"$help")"
+    if grep -q 'scripts/' <<<"$help"; then
+        fail "$name --help names the repository's scripts/"
+    fi
+done
+ok "$make_cert, $add_user installed, on the PATH, their help naming them"
+
 # ---- serve through the installed module ---------------------------------------
 # A separate nginx: the stock binary and prefix (so "modules/" in the
 # package's snippet resolves as for the system nginx), its own
@@ -127,10 +158,16 @@ dir=$(new_dir)
 mkdir -p "$dir/bills"
 "$make_bill" "$dir/bills/300000000001.pdf" 300000000001 50000 >/dev/null
 chmod 644 "$dir/bills/300000000001.pdf"
-"$REPO/scripts/make-cert" --bits 2048 "$dir" >/dev/null
+# The certificate and the user from the installed scripts (not the
+# repository's): they work, and nginx accepts what they write.
+"$make_cert" --bits 2048 "$dir" >/dev/null || fail "$make_cert failed"
+if [ ! -s "$dir/cert.pem" ] || [ ! -s "$dir/key.pem" ]; then
+    fail "$make_cert wrote no cert.pem and key.pem"
+fi
 # shellcheck disable=SC2046
-password=$("$REPO/scripts/add-user" --random $(worker_group_args) \
-    "$dir/htpasswd" dss 2>/dev/null)
+password=$("$add_user" --random $(worker_group_args) \
+    "$dir/htpasswd" dss 2>/dev/null) || fail "$add_user failed"
+[ -n "$password" ] || fail "$add_user --random printed no password"
 
 nginx_args() {
     echo "-c $1/nginx.conf -e $1/logs/error.log"
@@ -152,7 +189,8 @@ expect_status 200 "$base/dss/bill/healthcheck" "${tls[@]}"
 curl -sS -o "$dir/got.pdf" "${tls[@]}" -u "dss:$password" \
     "$base/dss/bill/download/300000000001" || fail "download failed"
 cmp -s "$dir/got.pdf" "$dir/bills/300000000001.pdf" || fail "downloaded bill differs"
-ok "the installed module serves a bill and the health check (nginx on port $NGINX_PORT)"
+ok "the installed module serves a bill and the health check (nginx on port $NGINX_PORT)," \
+    "with the certificate and user of the installed scripts"
 stop_nginx "$NGINX_PID"
 
 # ---- remove (disabled), install again (enabled again) ---------------------------
@@ -177,7 +215,7 @@ ok "apt-get remove disables it (nginx -t passes), install enables it again"
     fail "apt-get purge failed"
 }
 installed=0
-for gone in "$so" "$available" "$enabled" "$enabled.removed"; do
+for gone in "$so" "$available" "$enabled" "$enabled.removed" "$make_cert" "$add_user"; do
     if [ -e "$gone" ] || [ -L "$gone" ]; then
         fail "$gone is still there after purge"
     fi
@@ -188,5 +226,5 @@ if out=$("$NGINX_BIN" $(nginx_args "$dir") -t 2>&1); then
     fail "a configuration using dss_bill still passes nginx -t after the purge"
 fi
 grep -q 'unknown directive "dss_bill' <<<"$out" || fail "unexpected: $out"
-ok "apt-get purge: module, snippet and link gone; the stock nginx -t passes, dss_bill is unknown again"
+ok "apt-get purge: module, snippet, link and scripts gone; the stock nginx -t passes, dss_bill is unknown again"
 echo "passed"

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 
 #include "fault_origin.h"
+#include "harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -63,24 +64,8 @@ typedef struct {
     int fd;
 } connection;
 
-static int send_all(int fd, const void *data, size_t len) {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int send_text(int fd, const char *text) {
-    return send_all(fd, text, strlen(text));
+    return dss_send_all(fd, text, strlen(text));
 }
 
 /* Waits up to ms, returning early (1) if the peer closed or the origin is
@@ -108,7 +93,7 @@ static void send_pdf(int fd, const char *extra_headers) {
              "Content-Length: %d\r\nConnection: close\r\n%s\r\n",
              FAULT_ORIGIN_PDF_SIZE, extra_headers);
     send_text(fd, head);
-    send_all(fd, fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE);
+    dss_send_all(fd, fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE);
 }
 
 /* Sends fault_origin_bill(id, size) with a length; the connection stays
@@ -123,7 +108,7 @@ static int send_bill(int fd, const char *id, size_t size, int close_after) {
              "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
              "Content-Length: %zu\r\n%s\r\n",
              size, close_after ? "Connection: close\r\n" : "");
-    int rc = send_text(fd, head) == 0 && send_all(fd, bill, size) == 0 ? 0 : -1;
+    int rc = send_text(fd, head) == 0 && dss_send_all(fd, bill, size) == 0 ? 0 : -1;
     free(bill);
     return rc;
 }
@@ -132,7 +117,7 @@ static int send_bill(int fd, const char *id, size_t size, int close_after) {
 static void send_framed(int fd, const char *head, const char *id) {
     char *bill = fault_origin_bill(id, FAULT_ORIGIN_FRAMED_SIZE);
     if (bill != NULL && send_text(fd, head) == 0) {
-        send_all(fd, bill, FAULT_ORIGIN_FRAMED_SIZE);
+        dss_send_all(fd, bill, FAULT_ORIGIN_FRAMED_SIZE);
     }
     free(bill);
 }
@@ -158,6 +143,83 @@ static void remember(fault_origin *o, const char *id, const char *request) {
     pthread_mutex_unlock(&o->lock);
 }
 
+long long fault_origin_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parks the connection while what is held; 1 if its client went away or
+ * the origin is stopping meanwhile. */
+static int park(connection *c, int what) {
+    fault_origin *o = c->origin;
+    int gone = 0;
+    pthread_mutex_lock(&o->lock);
+    o->held++;
+    pthread_mutex_unlock(&o->lock);
+    while ((o->hold & what) && !gone) {
+        gone = wait_or_peer_gone(c, 50);
+    }
+    pthread_mutex_lock(&o->lock);
+    o->held--;
+    pthread_mutex_unlock(&o->lock);
+    return gone;
+}
+
+/* /health and /b/<name>: keep-alive answers for the resilience tests. */
+static int respond_probe_or_file(connection *c, const char *path) {
+    fault_origin *o = c->origin;
+    char head[256];
+
+    if (strcmp(path, "/health") == 0) {
+        pthread_mutex_lock(&o->lock);
+        if (o->probes < FAULT_ORIGIN_MAX_PROBES) {
+            o->probe_at[o->probes] = fault_origin_now_ms();
+        }
+        o->probes++;
+        pthread_mutex_unlock(&o->lock);
+        if (park(c, FAULT_ORIGIN_HOLD_HEALTH)) {
+            return 0;
+        }
+        return send_text(c->fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain"
+                                "\r\nContent-Length: 2\r\n\r\nok") == 0;
+    }
+
+    const char *name = path + 3; /* "/b/" */
+    if (strncmp(name, "held", 4) == 0 && park(c, FAULT_ORIGIN_HOLD_BILLS)) {
+        return 0;
+    }
+    char file[8192];
+    size_t len = 0;
+    char *body = NULL;
+    if (strchr(name, '/') == NULL &&
+        snprintf(file, sizeof(file), "%s/%s", o->dir, name) <
+            (int)sizeof(file)) {
+        FILE *f = fopen(file, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long size = ftell(f);
+            rewind(f);
+            body = size >= 0 ? malloc((size_t)size + 1) : NULL;
+            len = body ? fread(body, 1, (size_t)size, f) : 0;
+            fclose(f);
+        }
+    }
+    int rc;
+    if (body) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: %zu\r\n\r\n",
+                 len);
+        rc = send_text(c->fd, head) == 0 && dss_send_all(c->fd, body, len) == 0;
+    } else {
+        rc = send_text(c->fd, "HTTP/1.1 404 Not Found\r\n"
+                              "Content-Length: 0\r\n\r\n") == 0;
+    }
+    free(body);
+    return rc;
+}
+
 /* Answers one request; returns 1 when the connection stays open for the
  * next one. */
 static int respond(connection *c, const char *path, const char *request) {
@@ -165,6 +227,10 @@ static int respond(connection *c, const char *path, const char *request) {
     const char *pdf = fault_origin_pdf();
     char head[512];
 
+    if (strcmp(path, "/health") == 0 ||
+        (strncmp(path, "/b/", 3) == 0 && c->origin->dir[0])) {
+        return respond_probe_or_file(c, path);
+    }
     if (strncmp(path, "/ka-unsolicited-", 16) == 0) {
         char other[96];
         if (send_bill(fd, path + 16, FAULT_ORIGIN_KA_SIZE, 0) != 0) {
@@ -202,7 +268,7 @@ static int respond(connection *c, const char *path, const char *request) {
                        FAULT_ORIGIN_KA_SIZE);
                 len += FAULT_ORIGIN_KA_SIZE;
             }
-            rc = send_all(fd, both, len);
+            rc = dss_send_all(fd, both, len);
         }
         free(first);
         free(second);
@@ -227,7 +293,7 @@ static int respond(connection *c, const char *path, const char *request) {
         if (bill != NULL &&
             send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: application/pdf"
                           "\r\n\r\n") == 0) {
-            send_all(fd, bill, 8000);
+            dss_send_all(fd, bill, 8000);
         }
         free(bill);
         return 0; /* a clean close (FIN) after 8000 bytes */
@@ -261,7 +327,7 @@ static int respond(connection *c, const char *path, const char *request) {
                             : 4096;
                 snprintf(head, sizeof(head), "%x\r\n", n);
                 send_text(fd, head);
-                send_all(fd, bill + off, (size_t)n);
+                dss_send_all(fd, bill + off, (size_t)n);
                 send_text(fd, "\r\n");
             }
             send_text(fd, "0\r\n\r\n");
@@ -306,14 +372,14 @@ static int respond(connection *c, const char *path, const char *request) {
                         : 700;
             snprintf(head, sizeof(head), "%x\r\n", n);
             send_text(fd, head);
-            send_all(fd, pdf + off, (size_t)n);
+            dss_send_all(fd, pdf + off, (size_t)n);
             send_text(fd, "\r\n");
         }
         send_text(fd, "0\r\n\r\n");
     } else if (strncmp(path, "/close-", 7) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
                       "Connection: close\r\n\r\n");
-        send_all(fd, pdf, FAULT_ORIGIN_PDF_SIZE);
+        dss_send_all(fd, pdf, FAULT_ORIGIN_PDF_SIZE);
     } else if (strncmp(path, "/slow-first-byte-", 17) == 0) {
         if (!wait_or_peer_gone(c, 3000)) {
             send_pdf(fd, "");
@@ -323,23 +389,23 @@ static int respond(connection *c, const char *path, const char *request) {
                  "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n",
                  FAULT_ORIGIN_PDF_SIZE);
         send_text(fd, head);
-        send_all(fd, pdf, 100);
+        dss_send_all(fd, pdf, 100);
         if (!wait_or_peer_gone(c, 3000)) {
-            send_all(fd, pdf + 100, FAULT_ORIGIN_PDF_SIZE - 100);
+            dss_send_all(fd, pdf + 100, FAULT_ORIGIN_PDF_SIZE - 100);
         }
     } else if (strncmp(path, "/stall-", 7) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
-        send_all(fd, pdf, 1000);
+        dss_send_all(fd, pdf, 1000);
         wait_or_peer_gone(c, 60000);
     } else if (strncmp(path, "/reset-", 7) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
-        send_all(fd, pdf, 1000);
+        dss_send_all(fd, pdf, 1000);
         struct linger hard = {1, 0}; /* close() sends a RST */
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
     } else if (strncmp(path, "/short-", 7) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n"
                       "Connection: close\r\n\r\n");
-        send_all(fd, pdf, FAULT_ORIGIN_PDF_SIZE);
+        dss_send_all(fd, pdf, FAULT_ORIGIN_PDF_SIZE);
     } else if (strncmp(path, "/html-", 6) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
                       "Content-Length: 27\r\nConnection: close\r\n\r\n"
@@ -350,7 +416,7 @@ static int respond(connection *c, const char *path, const char *request) {
     } else if (strncmp(path, "/huge-announced-", 16) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n"
                       "Connection: close\r\n\r\n");
-        send_all(fd, pdf, 100);
+        dss_send_all(fd, pdf, 100);
         wait_or_peer_gone(c, 10000);
     } else if (strncmp(path, "/huge-chunked-", 14) == 0) {
         send_text(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
@@ -361,7 +427,7 @@ static int respond(connection *c, const char *path, const char *request) {
         long long sent = 0;
         while (sent < 64LL * 1024 * 1024 && !c->origin->stopping) {
             if (send_text(fd, "10000\r\n") != 0 ||
-                send_all(fd, block, sizeof(block)) != 0 ||
+                dss_send_all(fd, block, sizeof(block)) != 0 ||
                 send_text(fd, "\r\n") != 0) {
                 break;
             }
@@ -549,4 +615,41 @@ long long fault_origin_huge_bytes_sent(fault_origin *o) {
     long long n = o->huge_bytes_sent;
     pthread_mutex_unlock(&o->lock);
     return n;
+}
+
+void fault_origin_serve_dir(fault_origin *o, const char *dir) {
+    snprintf(o->dir, sizeof(o->dir), "%s", dir);
+}
+
+void fault_origin_hold(fault_origin *o, int what, int on) {
+    pthread_mutex_lock(&o->lock);
+    o->hold = on ? (o->hold | what) : (o->hold & ~what);
+    pthread_mutex_unlock(&o->lock);
+}
+
+int fault_origin_held(fault_origin *o) {
+    pthread_mutex_lock(&o->lock);
+    int held = o->held;
+    pthread_mutex_unlock(&o->lock);
+    return held;
+}
+
+int fault_origin_probes(fault_origin *o) {
+    pthread_mutex_lock(&o->lock);
+    int n = o->probes;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+int fault_origin_probes_between(fault_origin *o, long long from,
+                                long long to) {
+    int count = 0;
+    pthread_mutex_lock(&o->lock);
+    int n = o->probes < FAULT_ORIGIN_MAX_PROBES ? o->probes
+                                                : FAULT_ORIGIN_MAX_PROBES;
+    for (int i = 0; i < n; i++) {
+        count += o->probe_at[i] >= from && o->probe_at[i] <= to;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return count;
 }

@@ -24,6 +24,11 @@
  *
  * Keep-alive, framing and credential faults (bodies from fault_origin_bill:
  * distinct bytes for every id):
+ *   /health              200 "ok", keep-alive; counted with its time, parked
+ *                        while FAULT_ORIGIN_HOLD_HEALTH is held
+ *   /b/<name>            the file <name> of fault_origin_serve_dir's folder,
+ *                        keep-alive, or 404; a name starting with "held" is
+ *                        parked while FAULT_ORIGIN_HOLD_BILLS is held
  *   /ka-<id>             200, fault_origin_bill(<id>, FAULT_ORIGIN_KA_SIZE)
  *                        with Content-Length; the connection stays open
  *                        for further requests
@@ -58,6 +63,9 @@
 #define FAULT_ORIGIN_KA_SIZE 3000
 #define FAULT_ORIGIN_FRAMED_SIZE 20000
 #define FAULT_ORIGIN_RECORDS 32
+#define FAULT_ORIGIN_MAX_PROBES 8192
+#define FAULT_ORIGIN_HOLD_HEALTH 1 /* park /health */
+#define FAULT_ORIGIN_HOLD_BILLS 2  /* park /b/held* */
 
 typedef struct {
     char id[64];
@@ -79,6 +87,13 @@ typedef struct {
     int unsolicited_sent; /* by /ka-unsolicited */
     int records_used;
     fault_origin_record records[FAULT_ORIGIN_RECORDS];
+
+    /* /health and /b/<name> (fault_origin_serve_dir) */
+    char dir[4096];
+    volatile int hold; /* FAULT_ORIGIN_HOLD_* bits */
+    int held;          /* requests parked now */
+    int probes;
+    long long probe_at[FAULT_ORIGIN_MAX_PROBES]; /* fault_origin_now_ms() */
 } fault_origin;
 
 int fault_origin_start(fault_origin *o);
@@ -87,6 +102,24 @@ void fault_origin_stop(fault_origin *o);
 int fault_origin_open_connections(fault_origin *o);
 void fault_origin_set_gate(fault_origin *o, int open);
 long long fault_origin_huge_bytes_sent(fault_origin *o);
+
+/* CLOCK_MONOTONIC in milliseconds: the clock of the probes' times. */
+long long fault_origin_now_ms(void);
+
+/* /b/<name> answers the file dir/<name> (keep-alive), or 404. */
+void fault_origin_serve_dir(fault_origin *o, const char *dir);
+
+/* Parks (what: FAULT_ORIGIN_HOLD_* bits) requests until released, or until
+ * their client goes away or the origin stops. */
+void fault_origin_hold(fault_origin *o, int what, int on);
+
+/* Requests parked now. */
+int fault_origin_held(fault_origin *o);
+
+/* /health requests so far, and those that arrived in [from, to]. */
+int fault_origin_probes(fault_origin *o);
+int fault_origin_probes_between(fault_origin *o, long long from,
+                                long long to);
 
 /* The body /ok-<id> and friends send. */
 const char *fault_origin_pdf(void);

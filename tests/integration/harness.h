@@ -4,8 +4,15 @@
 #ifndef DSS_HARNESS_H
 #define DSS_HARNESS_H
 
-#include <limits.h>
+/* cmocka and what it needs first; cmocka_run_group_tests is redefined below */
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <limits.h>
 #include <sys/types.h>
 
 typedef struct {
@@ -14,6 +21,21 @@ typedef struct {
     int port2; /* a second free port, for a config's second listener */
     pid_t pid; /* nginx master; also its process group */
     int running;
+
+    /*
+     * Set by a test (after dss_nginx_prepare) that provokes an alert on
+     * purpose: a NULL-terminated list of substrings; an error-log line the
+     * teardown check would flag is accepted when it contains one of them.
+     * Sanitizer reports are never accepted.
+     */
+    const char *const *allowed_alerts;
+
+    /* the harness's own bookkeeping (see dss_nginx_check) */
+    struct {
+        long from, to;
+    } quiet[16]; /* error-log spans of failed starts and of "nginx -t" */
+    int quiet_count;
+    char exit_problem[160]; /* the master did not exit cleanly: how */
 } dss_nginx;
 
 /*
@@ -32,10 +54,37 @@ int dss_nginx_prepare(dss_nginx *n);
  */
 int dss_nginx_start(dss_nginx *n, const char *http_block);
 
-/* Stops nginx (and every worker), waits for it. */
+/*
+ * Stops nginx as nginx's own test suite does: SIGQUIT (a graceful shutdown,
+ * so every worker runs its exit path and, in the sanitizer build, its leak
+ * check), SIGTERM after 5 s, SIGKILL after 15 s; waits for it.
+ */
 void dss_nginx_stop(dss_nginx *n);
 
-/* Removes the prefix. */
+/*
+ * The teardown check: stops nginx, then fails (returns the number of
+ * problems, each printed to stderr) when, over everything this prefix's
+ * nginx ran,
+ *  - the error log has an "[alert]" line (this includes "worker process ...
+ *    exited on signal"), a process that "exited with code" other than 0, an
+ *    "[emerg]" line outside a failed start or "nginx -t", a sanitizer line
+ *    ("runtime error", "...Sanitizer"), or stderr.log has one of these but
+ *    "[emerg]";
+ *  - a sanitizer log in <prefix>/logs/sanitizer/ has content (in the
+ *    sanitizer build every nginx the harness starts writes ASan, LSan and
+ *    UBSan reports there, with leak detection on);
+ *  - the master did not exit with status 0 when stopped.
+ * allowed_alerts exempts matching log lines.
+ */
+int dss_nginx_check(dss_nginx *n);
+
+/*
+ * Stops nginx and runs dss_nginx_check; removes the prefix when the check
+ * passes (and DSS_KEEP_PREFIX is unset), else keeps it for inspection, says
+ * where, and marks the test program failed: its cmocka_run_group_tests
+ * (redefined below) then returns non-zero even though cmocka 1.1 ignores a
+ * failing group teardown in its result.
+ */
 void dss_nginx_cleanup(dss_nginx *n);
 
 /* Sends a signal to the master (e.g. SIGQUIT for a graceful shutdown). */
@@ -50,6 +99,16 @@ int dss_nginx_wait_exit(dss_nginx *n, long timeout_ms);
  */
 int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
                           size_t out_size);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+long long dss_now_ms(void);
+
+/* Sends all of data on a socket (no SIGPIPE); 0, or -1 on an error. */
+int dss_send_all(int fd, const void *data, size_t len);
+
+/* A short pause between two polls of a condition: never a synchronisation
+ * by itself, callers always check the condition again. */
+void dss_poll_pause(void);
 
 /* Path below the prefix, e.g. dss_path(n, "bills/1.pdf"). Static buffer
  * rotation: up to 8 results valid at once. */
@@ -99,5 +158,32 @@ void dss_response_free(dss_response *r);
 
 /* Reads a whole file; returns a malloc'd buffer and its length. */
 char *dss_read_file(const char *path, size_t *len);
+
+/* ---- test program result ----------------------------------------------------
+ */
+
+/*
+ * cmocka 1.1 prints "[  FAILED  ] GROUP TEARDOWN" for a group teardown that
+ * fails, but leaves it out of cmocka_run_group_tests' result, so the program
+ * would exit 0. Every integration test program returns
+ * cmocka_run_group_tests(...) from main: through these macros the result also
+ * counts the nginx teardown checks that failed (dss_nginx_cleanup).
+ */
+int dss_run_group_tests(const char *group_name,
+                        const struct CMUnitTest *const tests, size_t num_tests,
+                        CMFixtureFunction group_setup,
+                        CMFixtureFunction group_teardown);
+
+#undef cmocka_run_group_tests
+#define cmocka_run_group_tests(group_tests, group_setup, group_teardown)       \
+    dss_run_group_tests(#group_tests, group_tests,                             \
+                        sizeof(group_tests) / sizeof((group_tests)[0]),        \
+                        group_setup, group_teardown)
+#undef cmocka_run_group_tests_name
+#define cmocka_run_group_tests_name(group_name, group_tests, group_setup,      \
+                                    group_teardown)                            \
+    dss_run_group_tests(group_name, group_tests,                               \
+                        sizeof(group_tests) / sizeof((group_tests)[0]),        \
+                        group_setup, group_teardown)
 
 #endif

@@ -85,6 +85,13 @@ static void assert_accepted(const char *http_block) {
            "        " directive "\n"                                           \
            "    }\n")
 
+/* An archive location whose URL names one bill for every id. */
+#define ARCHIVE_LOCATION_FIXED                                                 \
+    SERVER("    location /dss/bill/ {\n"                                       \
+           "        dss_bill;\n"                                               \
+           "        dss_bill_upstream http://archive/fixed.pdf;\n"             \
+           "    }\n")
+
 /* Line number (1-based) of the first line of nginx.conf containing needle,
  * or 0: where the harness put a directive, without counting its header. */
 static int config_line_of(const char *needle) {
@@ -263,11 +270,31 @@ static void test_D5_config_path_that_cannot_name_a_bill_rejected(
                     "\".\" or \"..\" segment");
     assert_rejected(BILL_LOCATION("dss_bill_path a//$dss_bill_id.pdf;"),
                     "has an empty, \".\" or \"..\" segment");
-    assert_rejected(BILL_LOCATION("dss_bill_path bills/;"),
+    assert_rejected(BILL_LOCATION("dss_bill_path $dss_bill_id/;"),
                     "has an empty, \".\" or \"..\" segment");
+    /* D9: one file for every bill id */
+    assert_rejected(BILL_LOCATION("dss_bill_path fixed.pdf;"),
+                    "\"dss_bill_path\" \"fixed.pdf\" holds no variable: "
+                    "every bill id would get the same file");
+    assert_rejected(ARCHIVE_LOCATION_FIXED,
+                    "\"dss_bill_upstream\" \"http://archive/fixed.pdf\" "
+                    "holds no variable");
     /* a segment with a variable is judged per request */
     assert_accepted(BILL_LOCATION("dss_bill_path $dss_bill_id/a.pdf;"));
     assert_accepted(BILL_LOCATION("dss_bill_path ..$dss_bill_id.pdf;"));
+}
+
+/* Variables that need not come from the bill id: a warning. */
+static void test_D9_config_path_without_the_bill_id_warns(void **state) {
+    (void)state;
+    assert_accepted(BILL_LOCATION("dss_bill_path $arg_p.pdf;"));
+    assert_output_contains("[warn]");
+    assert_output_contains("\"dss_bill_path\" \"$arg_p.pdf\" does not use "
+                           "$dss_bill_id");
+    assert_accepted(BILL_LOCATION("dss_bill_path $dss_bill_id.pdf;"));
+    if (strstr(out, "does not use") != NULL) {
+        fail_msg("a warning for a path that uses $dss_bill_id:\n%s", out);
+    }
 }
 
 /* Storage may be mounted after nginx starts: a warning, not an error. */
@@ -577,6 +604,7 @@ int main(void) {
         cmocka_unit_test(test_config_path_with_unknown_variable_rejected),
         cmocka_unit_test(test_D5_config_path_that_cannot_name_a_bill_rejected),
         cmocka_unit_test(test_H3_config_missing_root_warns),
+        cmocka_unit_test(test_D9_config_path_without_the_bill_id_warns),
         cmocka_unit_test(test_config_max_size_zero_rejected),
         cmocka_unit_test(test_config_max_size_not_a_size_rejected),
         cmocka_unit_test(test_config_id_chars_allowing_slash_rejected),

@@ -274,6 +274,7 @@ static void test_D5_path_template_check(void **state) {
     assert_int_equal(CHECK_TEMPLATE("..$x/a.pdf"), 0); /* judged per request */
     assert_int_equal(CHECK_TEMPLATE(""), -1);
     assert_string_equal(err, "is empty");
+    assert_int_equal(CHECK_TEMPLATE("bills/fixed.pdf"), -1); /* D9 */
     assert_int_equal(CHECK_TEMPLATE("/srv/$dss_bill_id.pdf"), -1);
     assert_int_equal(CHECK_TEMPLATE("../$dss_bill_id.pdf"), -1);
     assert_int_equal(CHECK_TEMPLATE("a/./$dss_bill_id.pdf"), -1);
