@@ -91,7 +91,7 @@ ngx_http_dss_bill_health_create(ngx_conf_t *cf,
 }
 
 
-/* Runs in each worker after the fork: probe once now, then on a timer. */
+/* Runs in each worker after the fork: probe at once, then on a timer. */
 
 ngx_int_t
 ngx_http_dss_bill_health_start(ngx_cycle_t *cycle, ngx_array_t *healths)
@@ -116,10 +116,16 @@ ngx_http_dss_bill_health_start(ngx_cycle_t *cycle, ngx_array_t *healths)
         h->probe.done = ngx_http_dss_bill_health_archive_done;
         h->probe.data = h;
 
+        /* the root now, so that the first health answer is true */
         ngx_http_dss_bill_health_probe_root(h);
-        ngx_http_dss_bill_health_probe_archive(h);
 
-        ngx_add_timer(&h->timer, h->interval);
+        /*
+         * the archive from the event loop, at once: started here, the
+         * probe's first step would wait, as a posted event, until
+         * something woke the worker (until then the archive counts as up)
+         */
+
+        ngx_add_timer(&h->timer, 0);
     }
 
     return NGX_OK;
