@@ -843,6 +843,28 @@ static char *raw_read_all(int fd, size_t *len, long timeout_ms) {
     return buf;
 }
 
+/* Reads the whole response on fd (and closes it): a 200 whose body is
+ * exactly expected's bytes. */
+static void expect_raw_bill(int fd, const blob *expected, const char *what) {
+    size_t len;
+    char *raw = raw_read_all(fd, &len, 10000);
+    close(fd);
+    char *end = raw ? memmem(raw, len, "\r\n\r\n", 4) : NULL;
+    if (end == NULL || strncmp(raw, "HTTP/1.1 200 ", 13) != 0) {
+        free(raw);
+        fail_msg("%s: no 200 response head in %zu bytes", what, len);
+    }
+    char *body = end + 4;
+    size_t body_len = len - (size_t)(body - raw);
+    char why[512];
+    int same = same_bytes(body, body_len, expected->bytes, expected->len, why,
+                          sizeof(why));
+    free(raw);
+    if (!same) {
+        fail_msg("%s read a 200 with %s", what, why);
+    }
+}
+
 static int access_log_has(const dss_nginx *n, const char *needle) {
     size_t len;
     char *log = dss_read_file(dss_path(n, "logs/access.log"), &len);
@@ -881,23 +903,7 @@ static void test_D9_slow_reader_keeps_its_own_bill(void **state) {
     dss_response_free(&r);
 
     /* client 1 reads now: A's bytes, nothing else */
-    size_t len;
-    char *raw = raw_read_all(fd, &len, 10000);
-    close(fd);
-    char *end = memmem(raw, len, "\r\n\r\n", 4);
-    if (end == NULL || strncmp(raw, "HTTP/1.1 200 ", 13) != 0) {
-        free(raw);
-        fail_msg("client 1: no 200 response head in %zu bytes", len);
-    }
-    char *body = end + 4;
-    size_t body_len = len - (size_t)(body - raw);
-    char why[512];
-    int same =
-        same_bytes(body, body_len, slow_a.bytes, slow_a.len, why, sizeof(why));
-    free(raw);
-    if (!same) {
-        fail_msg("client 1 (bill slowA) read a 200 with %s", why);
-    }
+    expect_raw_bill(fd, &slow_a, "client 1 (bill slowA)");
 }
 
 /* The same from memory (the default budget keeps bills of a few MB in
@@ -939,25 +945,9 @@ static void test_D9_slow_reader_keeps_its_own_bill_from_memory(void **state) {
     }
 
     /* client 1 reads now: slowM's bytes, nothing else */
-    size_t len;
-    char *raw = raw_read_all(fd, &len, 10000);
-    close(fd);
-    char *end = memmem(raw, len, "\r\n\r\n", 4);
-    if (end == NULL || strncmp(raw, "HTTP/1.1 200 ", 13) != 0) {
-        free(raw);
-        fail_msg("client 1: no 200 response head in %zu bytes", len);
-    }
-    char *body = end + 4;
-    size_t body_len = len - (size_t)(body - raw);
-    char why[512];
-    int same =
-        same_bytes(body, body_len, slow.bytes, slow.len, why, sizeof(why));
-    free(raw);
+    expect_raw_bill(fd, &slow, "client 1 (bill slowM)");
     free(slow.bytes);
     free(fast.bytes);
-    if (!same) {
-        fail_msg("client 1 (bill slowM) read a 200 with %s", why);
-    }
 }
 
 /* ---- D8: a first chunk larger than the buffer --------------------------- */
