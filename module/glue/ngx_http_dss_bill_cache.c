@@ -126,7 +126,7 @@ ngx_http_dss_bill_archive(ngx_http_request_t *r,
 
     rc = ngx_http_dss_bill_cache_lookup(r, dlcf, ctx);
 
-    if (rc == NGX_AGAIN) {
+    if (rc == NGX_BUSY) {
         /* nginx's cache calls r->write_event_handler when it is our turn */
         r->main->count++;
         r->write_event_handler = ngx_http_dss_bill_cache_wake;
@@ -137,6 +137,12 @@ ngx_http_dss_bill_archive(ngx_http_request_t *r,
     return rc;
 }
 
+
+/*
+ * Answers from the cache, or starts the fetch: returns what a content
+ * handler returns (NGX_AGAIN included: a hit still being sent), or NGX_BUSY
+ * while another request's fetch of the bill (or a read) is awaited.
+ */
 
 static ngx_int_t
 ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
@@ -156,7 +162,7 @@ ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
         return ngx_http_dss_bill_cache_hit(r, dlcf, ctx);
 
     case NGX_AGAIN:                  /* another request is fetching it */
-        return NGX_AGAIN;
+        return NGX_BUSY;
 
     case NGX_DECLINED:               /* a miss: this request fetches */
     case NGX_HTTP_CACHE_STALE:
@@ -177,6 +183,7 @@ ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
 
     default:
         /* the status of another request's fetch that failed just now */
+        ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
         return ngx_http_dss_bill_fail(r,
                                       rc == NGX_HTTP_NOT_FOUND
                                       ? DSS_BILL_UPSTREAM_NOT_FOUND
@@ -202,12 +209,16 @@ ngx_http_dss_bill_cache_wake(ngx_http_request_t *r)
 
     rc = ngx_http_dss_bill_cache_lookup(r, dlcf, ctx);
 
-    if (rc == NGX_AGAIN) {
+    if (rc == NGX_BUSY) {
         r->write_event_handler = ngx_http_dss_bill_cache_wake;
         return;
     }
 
-    /* ends the wait's reference; a fetch started now holds its own */
+    /*
+     * as the content handler's return: the wait's reference ended with it
+     * (NGX_DONE); a fetch started now holds its own, a hit still being
+     * sent (NGX_AGAIN) goes on with nginx's writer
+     */
 
     ngx_http_finalize_request(r, rc);
 }
@@ -243,6 +254,14 @@ ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
     if (outcome == DSS_BILL_OK) {
         ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_HIT;
         return ngx_http_dss_bill_send_file(r, &file, &ctx->bill_id);
+    }
+
+    if (outcome == DSS_BILL_TOO_LARGE) {
+        /* a good entry, over this location's limit (D4): a fetch would
+         * bring the same bill */
+        ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_HIT;
+        return ngx_http_dss_bill_fail(r, outcome, &ctx->bill_id, "file",
+                                      &file.path, "cached", 0);
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
@@ -507,23 +526,29 @@ ngx_http_dss_bill_cache_merge(ngx_conf_t *cf,
 /*
  * The key's second part: locations that reach the same URL as different
  * clients (another API key, Basic auth user or client certificate: an
- * archive may answer each tenant with its own bill) never share entries.
- * A digest, so that no credential is written into a cache file.
+ * archive may answer each tenant with its own bill) never share entries
+ * (a digest, so that no credential is written into a cache file), nor do
+ * locations that check bills less strictly.
  */
 
 static ngx_int_t
 ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
     ngx_http_dss_bill_loc_conf_t *conf)
 {
-    u_char      digest[16], *p;
+    u_char      digest[16], *p, *last;
+    size_t      len;
     ngx_str_t  *header;
     ngx_uint_t  i;
     ngx_md5_t   md5;
 
+    if (conf->pdf_check == DSS_BILL_PDF_CHECK_SIGNATURE) {
+        /* entries a stricter location would refuse (and fetch again) */
+        ngx_str_set(&conf->cache_identity, " pdf_check=signature");
+    }
+
     if (conf->upstream_basic_auth.len == 0 && conf->upstream_headers == NULL
         && conf->upstream_ssl_certificate.path.len == 0)
     {
-        ngx_str_null(&conf->cache_identity);
         return NGX_OK;
     }
 
@@ -549,16 +574,20 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
                    conf->upstream_ssl_certificate.path.len);
     ngx_md5_final(digest, &md5);
 
-    conf->cache_identity.len = sizeof(" client=") - 1 + 2 * sizeof(digest);
-    conf->cache_identity.data = ngx_pnalloc(cf->pool,
-                                            conf->cache_identity.len);
-    if (conf->cache_identity.data == NULL) {
+    len = sizeof(" client=") - 1 + 2 * sizeof(digest)
+          + conf->cache_identity.len;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(conf->cache_identity.data, " client=",
-                   sizeof(" client=") - 1);
-    ngx_hex_dump(p, digest, sizeof(digest));
+    last = ngx_cpymem(p, " client=", sizeof(" client=") - 1);
+    last = ngx_hex_dump(last, digest, sizeof(digest));
+    ngx_memcpy(last, conf->cache_identity.data, conf->cache_identity.len);
+
+    conf->cache_identity.data = p;
+    conf->cache_identity.len = len;
 
     return NGX_OK;
 }
