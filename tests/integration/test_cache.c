@@ -36,7 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -665,6 +668,17 @@ static void test_D3_D9_hit_is_the_archives_bill_with_the_same_headers(
         free(bill);
     }
     start_nginx();
+
+    /* a HEAD as the first view: the length, and no empty entry behind */
+    const char *head_id = "20000-headfirst";
+    dss_response h = get_with(target("c", head_id), NULL, "HEAD");
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 0);
+    assert_string_equal(dss_header(&h, "Content-Length"), "20000");
+    dss_response_free(&h);
+    expect_bill(target("c", head_id), &a, head_id, NULL);
+    expect_bill(target("c", head_id), &a, head_id, "HIT");
+
     for (size_t k = 0; k < 2; k++) {
         const char *id = ids[k];
         dss_response miss = get(target("c", id));
@@ -775,6 +789,58 @@ static void test_cache_100_concurrent_first_views_fetch_once_across_workers(
     /* and the bill is now served from the cache */
     expect_bill(target("ch", id), &a, id, "HIT");
     assert_int_equal(asked(&a, "gh", id, NULL), 1);
+}
+
+/* The client whose request is fetching goes away while 10 others wait for
+ * that fetch: the waiters still get the bill. */
+static void test_cache_waiters_served_when_the_fetching_client_goes_away(
+    void **state) {
+    (void)state;
+    const char *id = "200000-gone";
+    start_nginx();
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)nginx.port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    char request[256];
+    snprintf(request, sizeof(request),
+             "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+             target("ch", id));
+    assert_int_equal(dss_send_all(fd, request, strlen(request)), 0);
+    long long deadline = dss_now_ms() + 10000;
+    while (fault_origin_held(&a) < 1) {
+        assert_true(dss_now_ms() < deadline);
+        dss_poll_pause();
+    }
+    job *jobs = start_jobs(10, same_target, (void *)target("ch", id));
+    await_parked(&a, 11);
+    close(fd); /* the fetching client is gone */
+
+    /* a cancelled fetch is started again by a waiter (up to 3 s) */
+    deadline = dss_now_ms() + 3000;
+    while (asked(&a, "gh", id, NULL) < 2 && dss_now_ms() < deadline) {
+        dss_poll_pause();
+    }
+    int before_release = asked(&a, "gh", id, NULL);
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
+    join_jobs(jobs, 10);
+    for (int i = 0; i < 10; i++) {
+        if (jobs[i].status != 200) {
+            fail_msg("waiter %d: status %ld (curl %d, X-Cache \"%s\") after "
+                     "the fetching client went away",
+                     i, jobs[i].status, jobs[i].curl_code, jobs[i].cache);
+        }
+        assert_bytes(jobs[i].body, jobs[i].len, &a, id, "waiter");
+    }
+    free_jobs(jobs, 10);
+    print_message("fetching client gone: %d archive requests before the "
+                  "release, %d in all; 10 waiters served\n",
+                  before_release, asked(&a, "gh", id, NULL));
+    assert_true(asked(&a, "gh", id, NULL) <= 2);
+    expect_bill(target("ch", id), &a, id, "HIT");
 }
 
 /* Concurrent first views of 40 different bills (same size), then 40
@@ -945,6 +1011,21 @@ static void test_D9_tenants_with_different_archives_never_share_entries(
     free_jobs(jb, 10);
     expect_bill(target("c", id), &a, id, "HIT");
     expect_bill(target("tb", id), &b, id, "HIT");
+    /* tenant A's file copied over tenant B's entry (same id, same size,
+     * a key of the same length): B must not get A's bill */
+    cache_scan fa = await_entry("cache", &a, "g", "40000-same", NULL);
+    cache_scan fb = await_entry("cache", &b, "g", "40000-same", NULL);
+    size_t len = 0;
+    char *text = dss_read_file(fa.path, &len);
+    assert_non_null(text);
+    int fd = open(fb.path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    free(text);
+    expect_bill(target("tb", "40000-same"), &b, "40000-same", NULL);
+    expect_bill(target("c", "40000-same"), &a, "40000-same", "HIT");
+
     /* same URL, same zone (/hreq/ and /c/): one entry, shared */
     expect_bill(target("hreq", "40000-same"), &a, "40000-same", "HIT");
     assert_int_equal(asked(&a, "g", "40000-same", NULL), 1);
@@ -1517,6 +1598,7 @@ int main(void) {
         T(test_cache_files_are_0600_and_the_workers),
         T(test_D8_only_complete_valid_bills_enter_the_cache),
         T(test_cache_100_concurrent_first_views_fetch_once_across_workers),
+        T(test_cache_waiters_served_when_the_fetching_client_goes_away),
         T(test_D9_concurrent_views_of_different_bills_get_their_own),
         T(test_D5_D6_collapsed_failure_every_waiter_gets_the_status),
         T(test_D6_archive_error_is_not_kept),
