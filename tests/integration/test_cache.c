@@ -108,6 +108,18 @@ static const char *const module_config =
     "        dss_bill_max_size 64k;\n"
     "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id?max;\n"
     "    }\n"
+    "    location /climit/ {\n" /* /c/'s URL and zone, a lower limit */
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_max_size 64k;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "    }\n"
+    "    location /ct/ {\n" /* parked, with a short fetch timeout */
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/gh/$dss_bill_id?t;\n"
+    "        dss_bill_upstream_timeout 2s;\n"
+    "    }\n"
     "    location /raw/ {\n" /* fault_origin's fault routes */
     "        dss_bill;\n"
     "        dss_bill_cache bills;\n"
@@ -152,6 +164,25 @@ static const char *const module_config =
     "        dss_bill_upstream_health_url http://127.0.0.1:%1$d/health;\n"
     "        dss_bill_health_interval 200ms;\n"
     "        dss_bill_health_archive cache;\n"
+    "    }\n"
+    "}\n"
+    /* a small send buffer: every bill larger than it leaves the worker in
+     * several writes, as to a distant client */
+    "server {\n"
+    "    listen 127.0.0.1:@PORT2@ sndbuf=16k;\n"
+    "    access_log @PREFIX@/logs/cache.log cache;\n"
+    "    add_header X-Cache $dss_bill_cache_status always;\n"
+    "    dss_bill_upstream_health_url off;\n"
+    "    location /c/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "    }\n"
+    "    location /ch/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/gh/$dss_bill_id;\n"
+    "        dss_bill_upstream_timeout 30s;\n"
     "    }\n"
     "}\n";
 
@@ -452,6 +483,8 @@ typedef struct {
     char *body;
     size_t len, cap;
     char cache[32];
+    long max_speed;  /* bytes/s the client reads at most; 0: no limit */
+    long timeout_ms; /* 0: 60 s */
     pthread_t thread;
 } job;
 
@@ -504,7 +537,12 @@ static void *job_run(void *arg) {
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, job_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, j);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     j->timeout_ms ? j->timeout_ms : 60000L);
+    if (j->max_speed) {
+        curl_easy_setopt(curl, CURLOPT_MAX_RECV_SPEED_LARGE,
+                         (curl_off_t)j->max_speed);
+    }
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     j->curl_code = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &j->status);
@@ -513,15 +551,18 @@ static void *job_run(void *arg) {
 }
 
 /* Starts n clients, each GET <target i>; join_jobs waits for them. */
-static job *start_jobs(int n, const char *(*target_of)(int i, void *),
-                       void *arg) {
+static job *start_jobs_on(int port, long max_speed, int n,
+                          const char *(*target_of)(int i, void *),
+                          void *arg) {
     dss_response warm = get("/status"); /* curl_global_init, once */
     dss_response_free(&warm);
     job *jobs = calloc((size_t)n, sizeof(job));
     assert_non_null(jobs);
     for (int i = 0; i < n; i++) {
         snprintf(jobs[i].url, sizeof(jobs[i].url), "http://127.0.0.1:%d%s",
-                 nginx.port, target_of(i, arg));
+                 port, target_of(i, arg));
+        jobs[i].max_speed = max_speed;
+        jobs[i].timeout_ms = max_speed ? 15000 : 0;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 512 * 1024);
@@ -530,6 +571,11 @@ static job *start_jobs(int n, const char *(*target_of)(int i, void *),
         pthread_attr_destroy(&attr);
     }
     return jobs;
+}
+
+static job *start_jobs(int n, const char *(*target_of)(int i, void *),
+                       void *arg) {
+    return start_jobs_on(nginx.port, 0, n, target_of, arg);
 }
 
 static void join_jobs(job *jobs, int n) {
@@ -657,9 +703,11 @@ static void header_names(const dss_response *r, char *out, size_t cap) {
 static void test_D3_D9_hit_is_the_archives_bill_with_the_same_headers(
     void **state) {
     (void)state;
-    /* 10000 bytes arrive in memory, 300000 in a temporary file */
-    static const char *const ids[] = {"10000-hit", "300000-hit"};
-    for (size_t k = 0; k < 2; k++) {
+    /* 10000 bytes arrive in memory, the others in a temporary file; the
+     * last is exactly dss_bill_max_size */
+    static const char *const ids[] = {"10000-hit", "300000-hit",
+                                      "5242880-hit"};
+    for (size_t k = 0; k < 3; k++) {
         size_t size;
         char *bill = fault_origin_gen_bill(&a, ids[k], &size);
         char rel[128];
@@ -679,7 +727,7 @@ static void test_D3_D9_hit_is_the_archives_bill_with_the_same_headers(
     expect_bill(target("c", head_id), &a, head_id, NULL);
     expect_bill(target("c", head_id), &a, head_id, "HIT");
 
-    for (size_t k = 0; k < 2; k++) {
+    for (size_t k = 0; k < 3; k++) {
         const char *id = ids[k];
         dss_response miss = get(target("c", id));
         assert_bill(&miss, &a, id, "MISS", "first view");
@@ -756,11 +804,24 @@ static void test_cache_100_concurrent_first_views_fetch_once_across_workers(
     (void)state;
     const char *id = "200000-crowd";
     start_nginx();
+    expect_bill(target("c", "20000-bystander"), &a, "20000-bystander", NULL);
+    await_entry("cache", &a, "g", "20000-bystander", NULL);
     fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 1);
     job *jobs = start_jobs(100, same_target, (void *)target("ch", id));
     await_parked(&a, 100);
     int during = asked(&a, "gh", id, NULL);
     int parked = fault_origin_held(&a);
+    /* T5: 100 waiters delay nobody else: a cached bill and a new one */
+    long long t0 = dss_now_ms();
+    expect_bill(target("c", "20000-bystander"), &a, "20000-bystander", "HIT");
+    long long hit_ms = dss_now_ms() - t0;
+    t0 = dss_now_ms();
+    expect_bill(target("c", "20000-passerby"), &a, "20000-passerby", "MISS");
+    long long miss_ms = dss_now_ms() - t0;
+    print_message("while 100 wait: another bill's hit %lld ms, miss %lld "
+                  "ms\n",
+                  hit_ms, miss_ms);
+    assert_true(hit_ms < 2000 && miss_ms < 2000);
     fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
     join_jobs(jobs, 100);
 
@@ -841,6 +902,50 @@ static void test_cache_waiters_served_when_the_fetching_client_goes_away(
                   before_release, asked(&a, "gh", id, NULL));
     assert_true(asked(&a, "gh", id, NULL) <= 2);
     expect_bill(target("ch", id), &a, id, "HIT");
+}
+
+/* A client that reads slowly, behind a small send buffer (the second
+ * server): the bill leaves the worker in many writes, from a hit, from a
+ * miss and to the waiters of a collapsed fetch; each gets all of it. */
+static void slow_views(const char *loc, const char *id, int n,
+                       const char *status, const char *what) {
+    job *jobs = start_jobs_on(nginx.port2, 1024 * 1024, n, same_target,
+                              (void *)target(loc, id));
+    if (strcmp(loc, "ch") == 0) {
+        await_parked(&a, n);
+        fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
+    }
+    join_jobs(jobs, n);
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].status != 200 || jobs[i].curl_code != CURLE_OK) {
+            fail_msg("%s, client %d: status %ld, curl %d after %zu bytes "
+                     "(X-Cache \"%s\")",
+                     what, i, jobs[i].status, jobs[i].curl_code, jobs[i].len,
+                     jobs[i].cache);
+        }
+        assert_bytes(jobs[i].body, jobs[i].len, &a, id, what);
+        if (status && strcmp(jobs[i].cache, status) != 0 &&
+            !(n > 1 && strcmp(jobs[i].cache, "MISS") == 0)) {
+            fail_msg("%s: X-Cache \"%s\", expected %s", what, jobs[i].cache,
+                     status);
+        }
+    }
+    free_jobs(jobs, n);
+}
+
+static void test_D3_D8_slow_client_gets_the_whole_bill_from_the_cache(
+    void **state) {
+    (void)state;
+    start_nginx();
+    slow_views("c", "400000-slow", 1, "MISS", "slow client, miss");
+    await_entry("cache", &a, "g", "400000-slow", NULL);
+    slow_views("c", "400000-slow", 1, "HIT", "slow client, hit");
+    slow_views("c", "400000-slow", 3, "HIT", "3 slow clients, hits");
+    assert_int_equal(asked(&a, "g", "400000-slow", NULL), 1);
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 1);
+    slow_views("ch", "400000-slowcrowd", 5, "HIT",
+               "5 slow clients, one fetch");
+    assert_int_equal(asked(&a, "gh", "400000-slowcrowd", NULL), 1);
 }
 
 /* Concurrent first views of 40 different bills (same size), then 40
@@ -973,17 +1078,30 @@ static void test_D6_archive_error_is_not_kept(void **state) {
 static void tenants_in_order(const char *id, fault_origin *first,
                              const char *first_loc, fault_origin *second,
                              const char *second_loc) {
+    int files = scan("cache", NULL).files;
     expect_bill(target(first_loc, id), first, id, "MISS");
-    await_entry("cache", first, "g", id, NULL);
-    /* the other tenant's first view must go to its own archive */
-    expect_bill(target(second_loc, id), second, id, "MISS");
-    await_entry("cache", second, "g", id, NULL);
-    for (int i = 0; i < 2; i++) {
-        expect_bill(target(first_loc, id), first, id, "HIT");
-        expect_bill(target(second_loc, id), second, id, "HIT");
+    /* the first tenant's entry is on disk (whatever its key) */
+    long long deadline = dss_now_ms() + 10000;
+    while (scan("cache", NULL).files < files + 1) {
+        if (dss_now_ms() > deadline) {
+            fail_msg("%s: no new cache file after the first view", id);
+        }
+        dss_poll_pause();
     }
+    /* the other tenant's first view must get its own bill */
+    expect_bill(target(second_loc, id), second, id, NULL);
+    expect_bill(target(second_loc, id), second, id, NULL);
+    for (int i = 0; i < 2; i++) {
+        expect_bill(target(first_loc, id), first, id, NULL);
+        expect_bill(target(second_loc, id), second, id, NULL);
+    }
+    /* and from its own archive, cached under its own key */
     assert_int_equal(asked(first, "g", id, NULL), 1);
     assert_int_equal(asked(second, "g", id, NULL), 1);
+    await_entry("cache", first, "g", id, NULL);
+    await_entry("cache", second, "g", id, NULL);
+    expect_bill(target(first_loc, id), first, id, "HIT");
+    expect_bill(target(second_loc, id), second, id, "HIT");
 }
 
 static void test_D9_tenants_with_different_archives_never_share_entries(
@@ -1095,6 +1213,83 @@ static void test_D8_corrupt_cache_file_is_fetched_again_never_served(
     corrupt_and_refetch("c", "50000-emptied", NULL, EMPTIED);
     print_message("unusable cache file lines: %d\n",
                   dss_error_log_count(&nginx, "is unusable"));
+}
+
+/* D4 on a hit: a location with a lower dss_bill_max_size that shares the
+ * URL and the zone never serves the larger cached bill. */
+static void test_D4_hit_over_the_locations_limit_is_500(void **state) {
+    (void)state;
+    const char *id = "100000-limit";
+    start_nginx();
+    expect_bill(target("c", id), &a, id, "MISS");
+    await_entry("cache", &a, "g", id, NULL);
+    expect_bill(target("c", id), &a, id, "HIT");
+    for (int i = 0; i < 2; i++) {
+        dss_response r = get(target("climit", id));
+        if (r.status != 500) {
+            fail_msg("a 100000-byte cached bill through a 64k location: %ld, "
+                     "%zu bytes (X-Cache \"%s\")",
+                     r.status, r.body_len, cache_status(&r));
+        }
+        dss_response_free(&r);
+    }
+    /* the location with room still gets it. Observed: the 64k location's
+     * hit check removed the shared entry and its refetch failed, and that
+     * failure is remembered in the keys zone, so /c/ answers 500 for a
+     * second or two (polled here, 10 s bound, and reported) */
+    long long t0 = dss_now_ms();
+    int asked_before = asked(&a, "g", id, NULL);
+    for (;;) {
+        dss_response r = get(target("c", id));
+        if (r.status == 200) {
+            assert_bill(&r, &a, id, NULL, "the location with room");
+            dss_response_free(&r);
+            break;
+        }
+        dss_response_free(&r);
+        if (dss_now_ms() - t0 > 10000) {
+            fail_msg("/c/ still cannot serve %s 10 s after /climit/ refused "
+                     "it",
+                     id);
+        }
+        dss_poll_pause();
+    }
+    print_message("after the 64k location refused the cached bill: the 5m "
+                  "location answered 500 for %lld ms; archive requests %d "
+                  "before, %d after\n",
+                  dss_now_ms() - t0, asked_before, asked(&a, "g", id, NULL));
+    await_entry("cache", &a, "g", id, NULL);
+    expect_bill(target("c", id), &a, id, "HIT");
+}
+
+/* T4: requests waiting for another request's fetch never wait longer than
+ * that fetch may take (dss_bill_upstream_timeout 2s here): they get 500. */
+static void test_T4_waiters_wait_no_longer_than_the_fetch_timeout(
+    void **state) {
+    (void)state;
+    const char *id = "20000-stuck";
+    start_nginx();
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 1);
+    long long t0 = dss_now_ms();
+    job *jobs = start_jobs(10, same_target, (void *)target("ct", id));
+    join_jobs(jobs, 10);
+    long long took = dss_now_ms() - t0;
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
+    for (int i = 0; i < 10; i++) {
+        if (jobs[i].status != 500) {
+            fail_msg("client %d: %ld (curl %d), expected 500", i,
+                     jobs[i].status, jobs[i].curl_code);
+        }
+    }
+    free_jobs(jobs, 10);
+    print_message("10 views of a bill the archive never sends (timeout 2 s): "
+                  "all 500 within %lld ms, %d archive request(s)\n",
+                  took, asked(&a, "gh", id, "?t"));
+    /* 2 s for the fetch, the waiters' 500 ms polls, a busy machine; DSS
+     * gives up at 5 s */
+    assert_true(took < 4500);
+    assert_int_equal(asked(&a, "gh", id, "?t"), 1);
+    assert_int_equal(scan("cache", url_of(&a, "gh", id, "?t")).matches, 0);
 }
 
 /* ---- only complete, valid bills enter the cache (D8) -----------------------
@@ -1595,6 +1790,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_cache_nginx_t_refuses_what_cannot_work),
         T(test_D3_D9_hit_is_the_archives_bill_with_the_same_headers),
+        T(test_D3_D8_slow_client_gets_the_whole_bill_from_the_cache),
         T(test_cache_files_are_0600_and_the_workers),
         T(test_D8_only_complete_valid_bills_enter_the_cache),
         T(test_cache_100_concurrent_first_views_fetch_once_across_workers),
@@ -1604,6 +1800,8 @@ int main(void) {
         T(test_D6_archive_error_is_not_kept),
         T(test_D9_tenants_with_different_archives_never_share_entries),
         T(test_D8_corrupt_cache_file_is_fetched_again_never_served),
+        T(test_D4_hit_over_the_locations_limit_is_500),
+        T(test_T4_waiters_wait_no_longer_than_the_fetch_timeout),
         T(test_cache_full_disk_still_serves_and_logs_rate_limited),
         T(test_cache_eviction_keeps_max_size_and_drops_inactive_bills),
         T(test_cache_survives_reload_restart_and_a_deleted_file),
