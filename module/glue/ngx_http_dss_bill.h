@@ -118,6 +118,8 @@ typedef struct {
 
     /* the archive cache */
     ngx_shm_zone_t               *cache;         /* dss_bill_cache, or NULL */
+    ngx_str_t                     cache_identity;   /* the key's credential
+                                                       part, or empty */
     u_char                       *cache_file;    /* where it was set */
     ngx_uint_t                    cache_line;
     ngx_uint_t                    health_archive;   /* dss_bill_health_archive */

@@ -13,6 +13,8 @@
 
 #include "ngx_http_dss_bill.h"
 
+#include <ngx_md5.h>
+
 
 /* the header keeps its offsets in 16 bits; real archive URLs are short */
 #define NGX_HTTP_DSS_BILL_CACHE_KEY_MAX      4096
@@ -35,8 +37,12 @@ static ngx_int_t ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
 static void ngx_http_dss_bill_cache_wake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx);
+static void ngx_http_dss_bill_cache_remove(ngx_http_request_t *r,
+    ngx_http_cache_t *c);
 static void ngx_http_dss_bill_cache_write_failed(ngx_http_request_t *r,
     const char *what, u_char *name, ngx_err_t err);
+static ngx_int_t ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *conf);
 
 
 /*
@@ -95,6 +101,15 @@ ngx_http_dss_bill_archive(ngx_http_request_t *r,
     key->data = ctx->url.data;
     key->len = ctx->url.len;
 
+    if (dlcf->cache_identity.len) {
+        key = ngx_array_push(&c->keys);
+        if (key == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *key = dlcf->cache_identity;
+    }
+
     c->file_cache = dlcf->cache->data;
 
     ngx_http_file_cache_create_key(r);
@@ -105,7 +120,8 @@ ngx_http_dss_bill_archive(ngx_http_request_t *r,
     /* others wait for one fetch, as long as that fetch may take */
 
     c->lock = 1;
-    c->lock_timeout = dlcf->upstream_timeout;
+    c->lock_timeout = dlcf->upstream_timeout
+                      + NGX_HTTP_DSS_BILL_CACHE_LOCK_SLACK / 2;
     c->lock_age = dlcf->upstream_timeout + NGX_HTTP_DSS_BILL_CACHE_LOCK_SLACK;
 
     rc = ngx_http_dss_bill_cache_lookup(r, dlcf, ctx);
@@ -235,16 +251,37 @@ ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
                   c->file.name.data, dss_bill_outcome_reason(outcome),
                   &ctx->bill_id);
 
+    ngx_http_dss_bill_cache_remove(r, c);
+
+    ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
+
+    return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
+}
+
+
+/*
+ * Deletes the cache file just found unusable, unless the name already holds
+ * another file (an open-file cache entry can outlive a file that a
+ * concurrent request has replaced since).
+ */
+
+static void
+ngx_http_dss_bill_cache_remove(ngx_http_request_t *r, ngx_http_cache_t *c)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_file_info(c->file.name.data, &fi) == NGX_FILE_ERROR
+        || ngx_file_uniq(&fi) != c->uniq)
+    {
+        return;
+    }
+
     if (ngx_delete_file(c->file.name.data) == NGX_FILE_ERROR
         && ngx_errno != NGX_ENOENT)
     {
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
                       ngx_delete_file_n " \"%s\" failed", c->file.name.data);
     }
-
-    ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
-
-    return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
 }
 
 
@@ -447,6 +484,12 @@ ngx_http_dss_bill_cache_merge(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (conf->cache && conf->upstream
+        && ngx_http_dss_bill_cache_identity(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->enabled && conf->upstream && conf->cache == NULL
         && conf->health_archive == NGX_HTTP_DSS_BILL_HEALTH_ARCHIVE_CACHE)
     {
@@ -458,4 +501,64 @@ ngx_http_dss_bill_cache_merge(ngx_conf_t *cf,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The key's second part: locations that reach the same URL as different
+ * clients (another API key, Basic auth user or client certificate: an
+ * archive may answer each tenant with its own bill) never share entries.
+ * A digest, so that no credential is written into a cache file.
+ */
+
+static ngx_int_t
+ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *conf)
+{
+    u_char      digest[16], *p;
+    ngx_str_t  *header;
+    ngx_uint_t  i;
+    ngx_md5_t   md5;
+
+    if (conf->upstream_basic_auth.len == 0 && conf->upstream_headers == NULL
+        && conf->upstream_ssl_certificate.path.len == 0)
+    {
+        ngx_str_null(&conf->cache_identity);
+        return NGX_OK;
+    }
+
+    ngx_md5_init(&md5);
+
+    /* each part with its NUL: "ab" + "c" differs from "a" + "bc" */
+
+    ngx_md5_update(&md5, conf->upstream_basic_auth.data,
+                   conf->upstream_basic_auth.len);
+    ngx_md5_update(&md5, "", 1);
+
+    if (conf->upstream_headers) {
+        header = conf->upstream_headers->elts;
+
+        for (i = 0; i < conf->upstream_headers->nelts; i++) {
+            ngx_md5_update(&md5, header[i].data, header[i].len);
+            ngx_md5_update(&md5, "", 1);
+        }
+    }
+
+    ngx_md5_update(&md5, "", 1);
+    ngx_md5_update(&md5, conf->upstream_ssl_certificate.path.data,
+                   conf->upstream_ssl_certificate.path.len);
+    ngx_md5_final(digest, &md5);
+
+    conf->cache_identity.len = sizeof(" client=") - 1 + 2 * sizeof(digest);
+    conf->cache_identity.data = ngx_pnalloc(cf->pool,
+                                            conf->cache_identity.len);
+    if (conf->cache_identity.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(conf->cache_identity.data, " client=",
+                   sizeof(" client=") - 1);
+    ngx_hex_dump(p, digest, sizeof(digest));
+
+    return NGX_OK;
 }
