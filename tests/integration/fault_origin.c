@@ -226,17 +226,38 @@ void fault_origin_set_tag(fault_origin *o, const char *tag) {
     snprintf(o->tag, sizeof(o->tag), "%s", tag);
 }
 
-char *fault_origin_gen_bill(fault_origin *o, const char *id, size_t *size) {
+char *fault_origin_gen_bill_for(fault_origin *o, const char *id,
+                                const char *client, size_t *size) {
     char *end = NULL;
     unsigned long n = strtoul(id, &end, 10);
     if (end == id || *end != '-' || n < 64 || n > 64UL * 1024 * 1024) {
         return NULL;
     }
-    char name[160];
-    snprintf(name, sizeof(name), "%s|%.*s", o->tag, (int)strcspn(id, "?"),
-             id);
+    char name[300];
+    snprintf(name, sizeof(name), "%s|%s%s%.*s", o->tag, client ? client : "",
+             client && *client ? "|" : "", (int)strcspn(id, "?"), id);
     *size = (size_t)n;
     return fault_origin_bill(name, (size_t)n);
+}
+
+char *fault_origin_gen_bill(fault_origin *o, const char *id, size_t *size) {
+    return fault_origin_gen_bill_for(o, id, NULL, size);
+}
+
+/* The value of request header name (case-insensitive), up to cap-1 bytes;
+ * "" when absent. */
+static void request_header(const char *request, const char *name, char *out,
+                           size_t cap) {
+    size_t len = strlen(name);
+    out[0] = '\0';
+    for (const char *line = strstr(request, "\r\n"); line != NULL;
+         line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, name, len) == 0 && line[2 + len] == ':') {
+            const char *v = line + 3 + len;
+            v += strspn(v, " ");
+            snprintf(out, cap, "%.*s", (int)strcspn(v, "\r\n"), v);
+        }
+    }
 }
 
 void fault_origin_outage(fault_origin *o, int mode) {
@@ -272,7 +293,8 @@ static void count_path(fault_origin *o, const char *path) {
 
 /* The outage, /g/, /gh/ and /gs/; -1 for any other request, else what
  * respond returns. */
-static int respond_cache_test(connection *c, const char *path) {
+static int respond_cache_test(connection *c, const char *path,
+                              const char *request) {
     fault_origin *o = c->origin;
     char head[256];
     if (o->outage == FAULT_ORIGIN_OUTAGE_RESET) {
@@ -304,8 +326,15 @@ static int respond_cache_test(connection *c, const char *path) {
         send_text(c->fd, head);
         return 0;
     }
+    /* the archive's client, as an API key or a Basic user names it */
+    char key[96], auth[96], client[256] = "";
+    request_header(request, "X-Api-Key", key, sizeof(key));
+    request_header(request, "Authorization", auth, sizeof(auth));
+    if (key[0] || auth[0]) {
+        snprintf(client, sizeof(client), "key=%s,auth=%s", key, auth);
+    }
     size_t size = 0;
-    char *bill = fault_origin_gen_bill(o, id, &size);
+    char *bill = fault_origin_gen_bill_for(o, id, client, &size);
     if (bill == NULL) {
         send_text(c->fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
                          "Connection: close\r\n\r\n");
@@ -331,7 +360,7 @@ static int respond(connection *c, const char *path, const char *request) {
     const char *pdf = fault_origin_pdf();
     char head[512];
 
-    int cache_test = respond_cache_test(c, path);
+    int cache_test = respond_cache_test(c, path, request);
     if (cache_test >= 0) {
         return cache_test;
     }

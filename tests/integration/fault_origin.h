@@ -57,7 +57,9 @@
  *                        bill of exactly <size> bytes whose bytes name the
  *                        origin's tag and the id (two origins with distinct
  *                        tags answer the same id with the same size and
- *                        different bytes); Connection: close. A query
+ *                        different bytes, and so do requests with distinct
+ *                        X-Api-Key or Authorization values: see
+ *                        fault_origin_gen_bill_for); Connection: close. A query
  *                        string is ignored (but counted as part of the path)
  *   /gh/<size>-<name>    the same, parked while FAULT_ORIGIN_HOLD_BILLS is
  *                        held
@@ -187,6 +189,15 @@ void fault_origin_set_tag(fault_origin *o, const char *tag);
  * for an id without a size of at least 64.
  */
 char *fault_origin_gen_bill(fault_origin *o, const char *id, size_t *size);
+
+/*
+ * The same for the archive client a request named: /g/ bills differ per
+ * X-Api-Key and Authorization value; client is "key=<X-Api-Key>,auth=
+ * <Authorization>" (each value as sent, "" when absent), or NULL / "" when
+ * the request had neither.
+ */
+char *fault_origin_gen_bill_for(fault_origin *o, const char *id,
+                                const char *client, size_t *size);
 
 /* FAULT_ORIGIN_OUTAGE_*: from now on every request / connection. */
 void fault_origin_outage(fault_origin *o, int mode);

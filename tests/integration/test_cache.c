@@ -90,6 +90,36 @@ static const char *const module_config =
     "        dss_bill_cache bills;\n"
     "        dss_bill_upstream http://127.0.0.1:%2$d/g/$dss_bill_id;\n"
     "    }\n"
+    "    location /k1/ {\n" /* /c/'s URL as another archive client */
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "        dss_bill_upstream_header X-Api-Key k1;\n"
+    "    }\n"
+    "    location /k1b/ {\n" /* the same client as /k1/ */
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "        dss_bill_upstream_header X-Api-Key k1;\n"
+    "    }\n"
+    "    location /k2/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "        dss_bill_upstream_header X-Api-Key k2;\n"
+    "    }\n"
+    "    location /u1/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "        dss_bill_upstream_basic_auth u1:pw;\n"
+    "    }\n"
+    "    location /u2/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "        dss_bill_upstream_basic_auth u2:pw;\n"
+    "    }\n"
     "    location /ch/ {\n" /* parked at the archive while held */
     "        dss_bill;\n"
     "        dss_bill_cache bills;\n"
@@ -1149,6 +1179,72 @@ static void test_D9_tenants_with_different_archives_never_share_entries(
     assert_int_equal(asked(&a, "g", "40000-same", NULL), 1);
 }
 
+/* The same URL reached as different archive clients (an API key, a Basic
+ * user): the archive may answer each with another bill, so they never
+ * share an entry, in any order. */
+static void assert_client_bill(const char *loc, const char *id,
+                               const char *client, const char *what) {
+    dss_response r = get(target(loc, id));
+    size_t size = 0;
+    char *bill = fault_origin_gen_bill_for(&a, id, client, &size);
+    assert_non_null(bill);
+    if (r.status != 200 || r.body_len != size ||
+        memcmp(r.body, bill, size) != 0) {
+        fail_msg("%s %s (%s): status %ld, %zu bytes, X-Cache \"%s\"; starts "
+                 "\"%.60s\", expected \"%.60s\"",
+                 loc, id, what, r.status, r.body_len, cache_status(&r),
+                 r.body && r.body_len > 16 ? r.body + 16 : "", bill + 16);
+    }
+    free(bill);
+    dss_response_free(&r);
+}
+
+static void test_D9_archive_clients_never_share_entries(void **state) {
+    (void)state;
+    static const struct {
+        const char *loc, *client;
+    } clients[] = {
+        {"c", NULL},
+        {"k1", "key=k1,auth="},
+        {"k2", "key=k2,auth="},
+        {"u1", "key=,auth=Basic dTE6cHc="}, /* u1:pw */
+        {"u2", "key=,auth=Basic dTI6cHc="}, /* u2:pw */
+    };
+    const int n = (int)(sizeof(clients) / sizeof(clients[0]));
+    start_nginx();
+    /* round 1 in one order, round 2 in the reverse, each on a fresh id;
+     * every view is checked twice (miss, then whatever is cached) */
+    static const char *const ids[] = {"30000-client1", "30000-client2"};
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < n; k++) {
+            int i = round == 0 ? k : n - 1 - k;
+            int files = scan("cache", NULL).files;
+            assert_client_bill(clients[i].loc, ids[round], clients[i].client,
+                               "first view");
+            long long deadline = dss_now_ms() + 10000;
+            while (scan("cache", NULL).files < files + 1) {
+                if (dss_now_ms() > deadline) {
+                    fail_msg("%s: no new cache file", clients[i].loc);
+                }
+                dss_poll_pause();
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            assert_client_bill(clients[i].loc, ids[round], clients[i].client,
+                               "cached");
+        }
+        assert_int_equal(asked(&a, "g", ids[round], NULL), n);
+    }
+    /* the same client in another location: its own bill (shared or not) */
+    dss_response r = get(target("k1b", ids[0]));
+    const char *shared = cache_status(&r);
+    print_message("same URL, same API key, another location: %s\n",
+                  strcmp(shared, "HIT") == 0 ? "shares the entry (HIT)"
+                                             : shared);
+    dss_response_free(&r);
+    assert_client_bill("k1b", ids[0], "key=k1,auth=", "same client");
+}
+
 /* ---- 5. a corrupt cache file is fetched again, never served ----------------
  */
 
@@ -1699,6 +1795,7 @@ static void test_cache_nginx_t_refuses_what_cannot_work(void **state) {
     /* the control: the whole test configuration is accepted */
     char *config = NULL;
     assert_true(asprintf(&config, module_config, a.port, b.port) > 0);
+    nginx.port2 = 1; /* "nginx -t" binds nothing */
     char out[8192];
     int rc = dss_nginx_test_config(&nginx, config, out, sizeof(out));
     free(config);
@@ -1799,6 +1896,7 @@ int main(void) {
         T(test_D5_D6_collapsed_failure_every_waiter_gets_the_status),
         T(test_D6_archive_error_is_not_kept),
         T(test_D9_tenants_with_different_archives_never_share_entries),
+        T(test_D9_archive_clients_never_share_entries),
         T(test_D8_corrupt_cache_file_is_fetched_again_never_served),
         T(test_D4_hit_over_the_locations_limit_is_500),
         T(test_T4_waiters_wait_no_longer_than_the_fetch_timeout),
