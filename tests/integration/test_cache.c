@@ -72,6 +72,7 @@ static const char *const module_config =
     "dss_bill_cache_path @PREFIX@/brief levels=1:2 keys_zone=brief:1m "
     "inactive=2s;\n"
     "dss_bill_cache_path @PREFIX@/full/cache levels=1:2 keys_zone=full:1m;\n"
+    "dss_bill_cache_path @PREFIX@/tiny keys_zone=tiny:16k;\n"
     "log_format cache '$pid $status [$dss_bill_cache_status] $dss_bill_id';\n"
     "server {\n"
     "    listen 127.0.0.1:@PORT@ reuseport;\n"
@@ -174,6 +175,11 @@ static const char *const module_config =
     "        dss_bill;\n"
     "        dss_bill_cache brief;\n"
     "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id?i;\n"
+    "    }\n"
+    "    location /tiny/ {\n" /* a keys zone with room for few bills */
+    "        dss_bill;\n"
+    "        dss_bill_cache tiny;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id?tiny;\n"
     "    }\n"
     "    location /f/ {\n"
     "        dss_bill;\n"
@@ -1522,6 +1528,42 @@ static void test_cache_full_disk_still_serves_and_logs_rate_limited(
     expect_bill(target("f", "20000-full0"), &a, "20000-full0", "HIT");
 }
 
+/* A keys zone too small for the bills streaming through (16k: a few dozen
+ * entries): every download is still its own bill, and the newest are
+ * cached. nginx itself logs "could not allocate node" when the zone is
+ * full even after it dropped its oldest entries: that alert is nginx's. */
+static void test_cache_full_keys_zone_still_serves_every_bill(void **state) {
+    (void)state;
+    static const char *const allowed[] = {"could not allocate node", NULL};
+    nginx.allowed_alerts = allowed;
+    start_nginx();
+    const int n = 150;
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "5000-tiny%d", i);
+        expect_bill(target("tiny", id), &a, id, NULL);
+    }
+    /* the last one is cached (after its write) and a hit */
+    await_entry("tiny", &a, "g", "5000-tiny149", "?tiny");
+    expect_bill(target("tiny", "5000-tiny149"), &a, "5000-tiny149", "HIT");
+    /* and every one of them is its own bill again */
+    int hits = 0;
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "5000-tiny%d", i);
+        dss_response r = get(target("tiny", id));
+        assert_bill(&r, &a, id, NULL, "second pass");
+        hits += strcmp(cache_status(&r), "HIT") == 0;
+        dss_response_free(&r);
+    }
+    cache_scan s = scan("tiny", NULL);
+    print_message("16k keys zone, %d bills twice: %d hits on the second "
+                  "pass, %d files on disk, %d \"could not allocate node\" "
+                  "lines\n",
+                  n, hits, s.files,
+                  dss_error_log_count(&nginx, "could not allocate node"));
+}
+
 /* ---- 7. eviction: max_size and inactive ------------------------------------
  */
 
@@ -1902,6 +1944,7 @@ int main(void) {
         T(test_T4_waiters_wait_no_longer_than_the_fetch_timeout),
         T(test_cache_full_disk_still_serves_and_logs_rate_limited),
         T(test_cache_eviction_keeps_max_size_and_drops_inactive_bills),
+        T(test_cache_full_keys_zone_still_serves_every_bill),
         T(test_cache_survives_reload_restart_and_a_deleted_file),
         T(test_cache_archive_outage_serves_cached_bills),
     };
