@@ -233,7 +233,9 @@ static ngx_int_t
 ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx)
 {
+    off_t                      stored;
     ngx_err_t                  err;
+    const char                *reason;
     dss_bill_outcome           outcome;
     ngx_http_cache_t          *c;
     ngx_http_dss_bill_file_t   file;
@@ -249,6 +251,17 @@ ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
     file.start = c->body_start;
 
     err = 0;
+
+    /* the bill's size when it was stored: a file cut short or grown since
+     * is caught whatever its last bytes */
+
+    stored = c->etag.len ? ngx_atoof(c->etag.data, c->etag.len) : NGX_ERROR;
+
+    if (stored != file.of.size) {
+        reason = "not the size of the bill stored";
+        goto unusable;
+    }
+
     outcome = ngx_http_dss_bill_check_file(r, dlcf, &file, &err);
 
     if (outcome == DSS_BILL_OK) {
@@ -264,11 +277,14 @@ ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
                                       &file.path, "cached", 0);
     }
 
+    reason = dss_bill_outcome_reason(outcome);
+
+unusable:
+
     ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
                   "dss_bill: cache file \"%s\" is unusable (%s), removed; "
                   "fetching bill id \"%V\" again",
-                  c->file.name.data, dss_bill_outcome_reason(outcome),
-                  &ctx->bill_id);
+                  c->file.name.data, reason, &ctx->bill_id);
 
     ngx_http_dss_bill_cache_remove(r, c);
 
@@ -314,7 +330,7 @@ void
 ngx_http_dss_bill_cache_store(ngx_http_request_t *r, dss_bill_body *body)
 {
     int                rc;
-    u_char            *header;
+    u_char            *header, *size;
     ngx_log_t          quiet;
     ngx_temp_file_t   *tf;
     ngx_http_cache_t  *c;
@@ -330,13 +346,19 @@ ngx_http_dss_bill_cache_store(ngx_http_request_t *r, dss_bill_body *body)
     c->date = ngx_time();
     c->last_modified = -1;
 
+    /* the header's etag field holds the bill's size, checked on every hit */
+
+    size = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
     header = ngx_pnalloc(r->pool, c->header_start);
     tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
 
-    if (header == NULL || tf == NULL) {
+    if (size == NULL || header == NULL || tf == NULL) {
         ngx_http_file_cache_free(c, NULL);
         return;
     }
+
+    c->etag.data = size;
+    c->etag.len = ngx_sprintf(size, "%O", (off_t) body->size) - size;
 
     if (ngx_http_file_cache_set_header(r, header) != NGX_OK) {
         ngx_http_file_cache_free(c, NULL);
