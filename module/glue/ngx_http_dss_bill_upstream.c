@@ -119,6 +119,8 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
 
     r->main->count++;
 
+    ngx_http_dss_bill_fetch_begin(r);
+
     /* notice a client that goes away, and cancel its fetch */
 
     if (!r->discard_body) {
@@ -148,6 +150,8 @@ ngx_http_dss_bill_upstream_done(ngx_http_dss_bill_transfer_t *t,
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
+
+    ngx_http_dss_bill_fetch_end(r, t->fetch, 1);
 
     rc = ngx_http_dss_bill_upstream_respond(r, ctx, outcome);
 
@@ -214,6 +218,7 @@ ngx_http_dss_bill_upstream_deadline(ngx_event_t *ev)
     c = r->connection;
 
     ngx_http_dss_bill_transfer_stop(&ctx->transfer);
+    ngx_http_dss_bill_fetch_end(r, ctx->transfer.fetch, 1);
 
     rc = ngx_http_dss_bill_fail(r, DSS_BILL_UPSTREAM_TIMEOUT, &ctx->id, "url",
                                 &ctx->url, "the fetch outlived its deadline",
@@ -242,6 +247,7 @@ ngx_http_dss_bill_upstream_cleanup(void *data)
     /* out of the multi handle before anything it writes to is freed */
 
     ngx_http_dss_bill_transfer_stop(&ctx->transfer);
+    ngx_http_dss_bill_fetch_end(ctx->request, ctx->transfer.fetch, 0);
 }
 
 
