@@ -1,11 +1,10 @@
 
 /*
- * Observability: what each request to a dss_bill location ended as, the
- * counters in a shared-memory zone (exact across workers and reloads), and
- * the "dss_bill_metrics" endpoint that renders them for Prometheus. The
- * request path only sets fields of its context and, once per request in
- * the log phase, adds to the counters with atomic increments: no lock, no
- * allocation.
+ * Metrics: the counters in a shared-memory zone (exact across workers and
+ * reloads), counted once per request in the log phase from what the request
+ * ended as (ngx_http_dss_bill_variables.c), and the "dss_bill_metrics"
+ * endpoint that renders them for Prometheus. On the request path: atomic
+ * increments only, no lock, no allocation.
  */
 
 
@@ -42,77 +41,7 @@ static ngx_str_t  ngx_http_dss_bill_metrics_no_store = ngx_string("no-store");
 static ngx_str_t  ngx_http_dss_bill_cache_control = ngx_string("Cache-Control");
 
 
-/* ---- the request's outcome, set where the module decides it ------------ */
-
-
-/* The request's context, created as the content handler starts. */
-
-ngx_http_dss_bill_ctx_t *
-ngx_http_dss_bill_begin(ngx_http_request_t *r, dss_bill_route_kind route)
-{
-    ngx_http_dss_bill_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_dss_bill_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
-    }
-
-    switch (route) {
-
-    case DSS_BILL_ROUTE_DOWNLOAD:
-        ctx->route = DSS_BILL_METRIC_ROUTE_DOWNLOAD;
-        break;
-
-    case DSS_BILL_ROUTE_HEALTH:
-        ctx->route = DSS_BILL_METRIC_ROUTE_HEALTH;
-        break;
-
-    default:
-        ctx->route = DSS_BILL_METRIC_ROUTE_OTHER;
-        break;
-    }
-
-    return ctx;
-}
-
-
-/* A bill's outcome: the 200 with its size, or the failure (D3-D6). */
-
-void
-ngx_http_dss_bill_decided(ngx_http_request_t *r, dss_bill_outcome outcome,
-    off_t size)
-{
-    ngx_http_dss_bill_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
-
-    if (ctx == NULL) {
-        return;
-    }
-
-    ctx->outcome = outcome;
-    ctx->size = size;
-    ctx->decided = 1;
-}
-
-
-void
-ngx_http_dss_bill_set_source(ngx_http_request_t *r, dss_bill_source source)
-{
-    ngx_http_dss_bill_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
-
-    if (ctx) {
-        ctx->source = source;
-    }
-}
+/* ---- archive fetches: in flight, and how long they took ---------------- */
 
 
 /* An archive fetch started: counted in flight until it ends. */
@@ -185,54 +114,6 @@ ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
         (void) ngx_atomic_fetch_add(
                       &counters->values[DSS_BILL_M_FETCH_SUM_MS], ms);
     }
-}
-
-
-/*
- * What the request ended as, from what the module decided and what nginx
- * did: $dss_bill_outcome and the outcome label. A client that left before
- * the end is "client_gone" whatever had been decided.
- */
-
-ngx_int_t
-ngx_http_dss_bill_result(ngx_http_request_t *r, ngx_http_dss_bill_ctx_t *ctx)
-{
-    ngx_uint_t  status;
-
-    status = r->headers_out.status;
-
-    if (r->connection->error || status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
-        return DSS_BILL_RESULT_CLIENT_GONE;
-    }
-
-    if (ctx->decided) {
-        return ctx->outcome;
-    }
-
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        return DSS_BILL_RESULT_METHOD_NOT_ALLOWED;     /* D7 */
-    }
-
-    switch (ctx->route) {
-
-    case DSS_BILL_METRIC_ROUTE_OTHER:
-        if (status == NGX_HTTP_NOT_FOUND) {
-            return DSS_BILL_RESULT_NO_ROUTE;
-        }
-        break;
-
-    case DSS_BILL_METRIC_ROUTE_HEALTH:
-        if (status == NGX_HTTP_OK) {
-            return DSS_BILL_RESULT_HEALTHY;             /* H2 */
-        }
-
-        if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-            return DSS_BILL_RESULT_UNHEALTHY;           /* H3 */
-        }
-        break;
-    }
-
-    return DSS_BILL_RESULT_OTHER;
 }
 
 

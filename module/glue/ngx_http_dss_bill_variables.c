@@ -1,8 +1,10 @@
 
 /*
- * The outcome variables, for log_format, map and headers: what a request to
- * a dss_bill location ended as, where its bill came from, and what the
- * archive said and took. Not found ("-" in a log) where nothing applies.
+ * What a request to a dss_bill location ended as: recorded in its context
+ * where the module decides (one call at each outcome point), and shown by
+ * the outcome variables, for log_format, map and headers: the outcome,
+ * where the bill came from, what the archive said and took. Not found ("-"
+ * in a log) where nothing applies. The counters read the same record.
  */
 
 
@@ -42,6 +44,130 @@ static ngx_http_variable_t  ngx_http_dss_bill_outcome_vars[] = {
 
       ngx_http_null_variable
 };
+
+
+/* ---- the request's outcome, set where the module decides it ------------ */
+
+
+/* The request's context, created as the content handler starts. */
+
+ngx_http_dss_bill_ctx_t *
+ngx_http_dss_bill_begin(ngx_http_request_t *r, dss_bill_route_kind route)
+{
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_dss_bill_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
+    }
+
+    switch (route) {
+
+    case DSS_BILL_ROUTE_DOWNLOAD:
+        ctx->route = DSS_BILL_METRIC_ROUTE_DOWNLOAD;
+        break;
+
+    case DSS_BILL_ROUTE_HEALTH:
+        ctx->route = DSS_BILL_METRIC_ROUTE_HEALTH;
+        break;
+
+    default:
+        ctx->route = DSS_BILL_METRIC_ROUTE_OTHER;
+        break;
+    }
+
+    return ctx;
+}
+
+
+/* A bill's outcome: the 200 with its size, or the failure (D3-D6). */
+
+void
+ngx_http_dss_bill_decided(ngx_http_request_t *r, dss_bill_outcome outcome,
+    off_t size)
+{
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    ctx->outcome = outcome;
+    ctx->size = size;
+    ctx->decided = 1;
+}
+
+
+void
+ngx_http_dss_bill_set_source(ngx_http_request_t *r, dss_bill_source source)
+{
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx) {
+        ctx->source = source;
+    }
+}
+
+
+/*
+ * What the request ended as, from what the module decided and what nginx
+ * did: $dss_bill_outcome and the outcome label. A client that left before
+ * the end is "client_gone" whatever had been decided.
+ */
+
+ngx_int_t
+ngx_http_dss_bill_result(ngx_http_request_t *r, ngx_http_dss_bill_ctx_t *ctx)
+{
+    ngx_uint_t  status;
+
+    status = r->headers_out.status;
+
+    if (r->connection->error || status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        return DSS_BILL_RESULT_CLIENT_GONE;
+    }
+
+    if (ctx->decided) {
+        return ctx->outcome;
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        return DSS_BILL_RESULT_METHOD_NOT_ALLOWED;     /* D7 */
+    }
+
+    switch (ctx->route) {
+
+    case DSS_BILL_METRIC_ROUTE_OTHER:
+        if (status == NGX_HTTP_NOT_FOUND) {
+            return DSS_BILL_RESULT_NO_ROUTE;
+        }
+        break;
+
+    case DSS_BILL_METRIC_ROUTE_HEALTH:
+        if (status == NGX_HTTP_OK) {
+            return DSS_BILL_RESULT_HEALTHY;             /* H2 */
+        }
+
+        if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+            return DSS_BILL_RESULT_UNHEALTHY;           /* H3 */
+        }
+        break;
+    }
+
+    return DSS_BILL_RESULT_OTHER;
+}
+
+
+/* ---- the variables ------------------------------------------------------ */
 
 
 ngx_int_t
