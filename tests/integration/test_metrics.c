@@ -44,6 +44,16 @@ static const char *const config =
     "        dss_bill_root @PREFIX@/bills;\n"
     "        dss_bill_max_size 20k;\n"
     "    }\n"
+    "    location /dss/sym/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_root @PREFIX@/bills;\n"
+    "        disable_symlinks on;\n"
+    "    }\n"
+    "    location /dss/dir/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_root @PREFIX@/bills;\n"
+    "        dss_bill_path $arg_d/$dss_bill_id.pdf;\n"
+    "    }\n"
     "    location /dss/down/ {\n"
     "        dss_bill;\n"
     "        dss_bill_root @PREFIX@/locked;\n"
@@ -115,6 +125,8 @@ static const mix_entry mix[] = {
     {"GET",  "/dss/bill/download/cut-%s",    500, "download", "incomplete_pdf",   "root", "-", 0, "cut-"},
     {"GET",  "/dss/bill/download/dir-%s",    404, "download", "not_regular_file", "root", "-", 0, "dir-"},
     {"GET",  "/dss/bill/download/locked-%s", 500, "download", "unreadable",       "root", "-", 0, "locked-"},
+    {"GET",  "/dss/sym/download/link-%s",    404, "download", "symlink_refused",  "root", "-", 0, "link-"},
+    {"GET",  "/dss/dir/download/ok-%s?d=..", 404, "download", "unsafe_path",      "root", "-", 0, "ok-"},
     {"POST", "/dss/bill/download/ok-%s",     405, "download", "method_not_allowed", "-",  "-", 0, NULL},
     {"POST", "/dss/bill/healthcheck?%s",     405, "health",   "method_not_allowed", "-",  "-", 0, NULL},
     {"GET",  "/dss/bill/other-%s",           404, "other",    "no_route",         "-",    "-", 0, NULL},
@@ -181,6 +193,10 @@ static int setup(void **state) {
         dss_write_file(dss_path(&nginx, name), "%PDF-1.4\n1 0 obj\n", 17);
         snprintf(name, sizeof(name), "bills/dir-r%d.pdf", i);
         assert_int_equal(mkdir(dss_path(&nginx, name), 0755), 0);
+        char target[64];
+        snprintf(target, sizeof(target), "ok-r%d.pdf", i);
+        snprintf(name, sizeof(name), "bills/link-r%d.pdf", i);
+        assert_int_equal(symlink(target, dss_path(&nginx, name)), 0);
         snprintf(name, sizeof(name), "bills/locked-r%d.pdf", i);
         snprintf(path, sizeof(path), "%s", dss_path(&nginx, name));
         dss_write_bill(path, name, 0);
@@ -475,7 +491,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
 
     send_mix("r1");
     /* each connection went to one of the two workers (reuseport): that
-     * all 29 so far went to the same one has odds of 2^-28 */
+     * all 31 so far went to the same one has odds of 2^-30 */
     assert_int_equal(workers_served(), 2);
     text = await_counters(1);
     check_other_counters(text, 1);
