@@ -58,11 +58,20 @@ static const char *const config =
     "        dss_bill;\n"
     "        dss_bill_root @PREFIX@/locked;\n"
     "    }\n"
+    /* generous timeouts where a fault must not turn into a timeout on a
+     * busy machine; a short one where the timeout is the point */
     "    location /dss/arch/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream http://127.0.0.1:%1$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 10s;\n"
+    "        dss_bill_upstream_timeout 20s;\n"
+    "    }\n"
+    "    location /dss/slow/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 1s;\n"
     "        dss_bill_upstream_timeout 1s;\n"
-    "        dss_bill_upstream_connect_timeout 500ms;\n"
+    "        dss_bill_upstream_health_url off;\n"
     "    }\n"
     "    location /dss/dead/ {\n"
     "        dss_bill;\n"
@@ -72,6 +81,8 @@ static const char *const config =
     "    location /dss/tls/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream https://127.0.0.1:@PORT2@/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 10s;\n"
+    "        dss_bill_upstream_timeout 20s;\n"
     "        dss_bill_upstream_health_url off;\n"
     "    }\n"
     "    location = /metrics {\n"
@@ -143,8 +154,8 @@ static const mix_entry mix[] = {
     {"GET",  "/dss/arch/download/redirect-%s",        500, "download", "archive_redirect",  "archive", "302", 0, "redirect-"},
     {"GET",  "/dss/arch/download/dup-length-%s",      500, "download", "archive_framing",   "archive", "200", 0, "dup-length-"},
     {"GET",  "/dss/arch/download/huge-announced-%s",  500, "download", "too_large",         "archive", "200", 0, "huge-announced-"},
-    {"GET",  "/dss/arch/download/slow-first-byte-%s", 500, "download", "archive_timeout",   "archive", "-",   0, "slow-first-byte-"},
-    {"GET",  "/dss/arch/download/stall-%s",           499, "download", "client_gone",       "archive", "-",   400, "stall-"},
+    {"GET",  "/dss/slow/download/slow-first-byte-%s", 500, "download", "archive_timeout",   "archive", "-",   0, "slow-first-byte-"},
+    {"GET",  "/dss/arch/download/stall-%s",           499, "download", "client_gone",       "archive", "-",   2000, "stall-"},
     {"GET",  "/dss/dead/download/x-%s",               500, "download", "archive_connect",   "archive", "-",   0, "x-"},
     {"GET",  "/dss/tls/download/t-%s",                500, "download", "archive_tls",       "archive", "-",   0, "t-"},
 };
