@@ -109,7 +109,8 @@ for want in ".$so" ".$available" ".$make_cert" ".$add_user" \
     ./usr/share/doc/$pkg/copyright ./usr/share/doc/$pkg/changelog.gz \
     ./usr/share/doc/$pkg/README.md.gz \
     ./usr/share/doc/$pkg/examples/dss-bill.conf \
-    ./usr/share/doc/$pkg/examples/dss-bill-lb.conf; do
+    ./usr/share/doc/$pkg/examples/dss-bill-lb.conf \
+    ./usr/share/doc/$pkg/examples/dss-bill-alerts.yml; do
     grep -qxF "$want" <<<"$files" || fail "$want is not in the package"
 done
 grep -qx 'load_module modules/ngx_http_dss_bill_module.so;' "$work/root$available" ||

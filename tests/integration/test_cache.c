@@ -233,7 +233,7 @@ static int setup(void **state) {
     }
     fault_origin_set_tag(&a, "A");
     fault_origin_set_tag(&b, "B");
-    nginx.worker_processes = 2;
+    nginx.workers = 2;
     return mkdir(dss_path(&nginx, "full"), 0755);
 }
 
