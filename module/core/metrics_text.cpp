@@ -61,8 +61,8 @@ static_assert(std::size(kSourceNames) == DSS_BILL_SOURCE_COUNT,
 
 // The sources whose bytes are exposed even while zero (a source with bytes
 // is always exposed). The cache adds DSS_BILL_SOURCE_CACHE here.
-constexpr dss_bill_source kExposedSources[] = {DSS_BILL_SOURCE_ROOT,
-                                               DSS_BILL_SOURCE_ARCHIVE};
+constexpr dss_bill_source kExposedSources[] = {
+    DSS_BILL_SOURCE_ROOT, DSS_BILL_SOURCE_ARCHIVE, DSS_BILL_SOURCE_CACHE};
 
 constexpr const char *kRouteNames[] = {"download", "health", "other"};
 static_assert(std::size(kRouteNames) == DSS_BILL_METRIC_ROUTE_COUNT,
@@ -290,11 +290,69 @@ void render_sources(Writer &w, const dss_bill_metrics_snapshot *s) {
     }
 }
 
+void render_cache_zone_gauge(Writer &w, const dss_bill_metrics_snapshot *s,
+                             const char *name, const char *help,
+                             unsigned long long dss_bill_cache_state::*field) {
+    w.family(name, "gauge", help);
+    for (size_t i = 0; i < s->cache_count; i++) {
+        const dss_bill_cache_state &zone = s->caches[i];
+        w.put(name);
+        w.put("{zone=\"");
+        w.label(zone.zone, zone.zone_len);
+        w.put("\"} ");
+        w.u64(zone.*field);
+        w.put("\n");
+    }
+}
+
+// The archive cache's events (all zones together), and each zone's size.
+void render_cache(Writer &w, const dss_bill_metrics_snapshot *s) {
+    static constexpr struct {
+        dss_bill_cache_event event;
+        const char *name;
+        const char *help;
+    } kEvents[] = {
+        {DSS_BILL_CACHE_HIT, "dss_bill_cache_hits_total",
+         "Downloads served from the archive cache."},
+        {DSS_BILL_CACHE_MISS, "dss_bill_cache_misses_total",
+         "Downloads of bills not in the archive cache."},
+        {DSS_BILL_CACHE_STORED, "dss_bill_cache_stores_total",
+         "Fetched bills written into the archive cache."},
+        {DSS_BILL_CACHE_STORE_FAILED, "dss_bill_cache_store_errors_total",
+         "Fetched bills that could not be written (full disk, I/O error)."},
+        {DSS_BILL_CACHE_UNUSABLE, "dss_bill_cache_unusable_total",
+         "Cache files that failed the checks on a hit and were removed."},
+    };
+    static_assert(std::size(kEvents) == DSS_BILL_CACHE_EVENT_COUNT,
+                  "a series for every cache event");
+    for (const auto &e : kEvents) {
+        w.family(e.name, "counter", e.help);
+        w.put(e.name);
+        w.put(" ");
+        w.u64(s->values[DSS_BILL_M_CACHE + e.event]);
+        w.put("\n");
+    }
+    if (s->cache_count == 0) {
+        return;
+    }
+    render_cache_zone_gauge(w, s, "dss_bill_cache_size_bytes",
+                            "Size of the cache files on disk, as the cache "
+                            "manager counts it.",
+                            &dss_bill_cache_state::size_bytes);
+    render_cache_zone_gauge(w, s, "dss_bill_cache_max_size_bytes",
+                            "The zone's max_size (0: none).",
+                            &dss_bill_cache_state::max_size_bytes);
+    render_cache_zone_gauge(w, s, "dss_bill_cache_entries",
+                            "Bills the keys zone knows.",
+                            &dss_bill_cache_state::entries);
+}
+
 size_t render(const dss_bill_metrics_snapshot *s, char *out, size_t size) {
     Writer w(out, size);
     render_requests(w, s->values);
     render_bytes(w, s->values);
     render_fetches(w, s->values);
+    render_cache(w, s);
     render_sources(w, s);
     w.family("dss_bill_build_info", "gauge",
              "Always 1: the module's version and the nginx it runs in.");

@@ -263,6 +263,8 @@ void ngx_http_dss_bill_decided(ngx_http_request_t *r,
 void ngx_http_dss_bill_set_source(ngx_http_request_t *r,
     dss_bill_source source);
 void ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r);
+void ngx_http_dss_bill_count_cache(ngx_http_request_t *r,
+    dss_bill_cache_event event);
 void ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
     ngx_uint_t observe);
 ngx_int_t ngx_http_dss_bill_result(ngx_http_request_t *r,

@@ -337,6 +337,71 @@ ngx_http_dss_bill_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/* ---- the archive cache's events, and its zones' sizes ------------------ */
+
+
+void
+ngx_http_dss_bill_count_cache(ngx_http_request_t *r,
+    dss_bill_cache_event event)
+{
+    ngx_http_dss_bill_counters_t  *counters;
+
+    counters = ngx_http_dss_bill_counters(r);
+
+    if (counters) {
+        (void) ngx_atomic_fetch_add(
+                      &counters->values[DSS_BILL_M_CACHE + event], 1);
+    }
+}
+
+
+/* Each dss_bill_cache_path zone as its keys zone says now (sizes there are
+ * in file-system blocks). */
+
+static dss_bill_cache_state *
+ngx_http_dss_bill_cache_states(ngx_http_request_t *r,
+    ngx_http_dss_bill_main_conf_t *dmcf)
+{
+    off_t                    max_blocks;
+    ngx_uint_t               i;
+    dss_bill_cache_state    *states;
+    ngx_http_file_cache_t  **caches, *cache;
+
+    states = ngx_pcalloc(r->pool,
+                         (dmcf->caches.nelts + 1) * sizeof(dss_bill_cache_state));
+    if (states == NULL) {
+        return NULL;
+    }
+
+    caches = dmcf->caches.elts;
+
+    for (i = 0; i < dmcf->caches.nelts; i++) {
+        cache = caches[i];
+
+        states[i].zone = (const char *) cache->shm_zone->shm.name.data;
+        states[i].zone_len = cache->shm_zone->shm.name.len;
+
+        if (cache->sh == NULL || cache->bsize == 0) {
+            continue;
+        }
+
+        max_blocks = NGX_MAX_OFF_T_VALUE / (off_t) cache->bsize;
+        states[i].max_size_bytes = (cache->max_size >= max_blocks)
+                                   ? 0
+                                   : (unsigned long long) cache->max_size
+                                     * cache->bsize;
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+        states[i].size_bytes = (unsigned long long) cache->sh->size
+                               * cache->bsize;
+        states[i].entries = cache->sh->count;
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+    }
+
+    return states;
+}
+
+
 /* ---- the endpoint: "dss_bill_metrics" ---------------------------------- */
 
 
@@ -406,6 +471,12 @@ ngx_http_dss_bill_metrics_handler(ngx_http_request_t *r)
     snapshot.values = values;
     snapshot.sources = src;
     snapshot.source_count = dmcf->healths.nelts;
+    snapshot.caches = ngx_http_dss_bill_cache_states(r, dmcf);
+    snapshot.cache_count = dmcf->caches.nelts;
+
+    if (snapshot.caches == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
     snapshot.server_version = NGINX_VERSION;
 
     len = dss_bill_metrics_render(&snapshot, NULL, 0);

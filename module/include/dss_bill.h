@@ -394,6 +394,25 @@ int dss_bill_metric_status_index(int status);
 /* The bucket (not cumulative) a fetch of ms milliseconds falls into. */
 int dss_bill_fetch_bucket(long long ms);
 
+/* What the archive cache counts (issue 9). */
+typedef enum {
+    DSS_BILL_CACHE_HIT = 0,      /* served from a cache file */
+    DSS_BILL_CACHE_MISS,         /* not there: fetched (or a fetch's failure) */
+    DSS_BILL_CACHE_STORED,       /* a fetched bill entered the cache */
+    DSS_BILL_CACHE_STORE_FAILED, /* it could not be written */
+    DSS_BILL_CACHE_UNUSABLE,     /* a cache file failed the checks: removed */
+    DSS_BILL_CACHE_EVENT_COUNT
+} dss_bill_cache_event;
+
+/* One cache zone (dss_bill_cache_path) as its keys zone says now. */
+typedef struct {
+    const char *zone; /* its name, not NUL-terminated */
+    size_t zone_len;
+    unsigned long long size_bytes; /* the files, as the manager counts them */
+    unsigned long long max_size_bytes; /* 0: no max_size */
+    unsigned long long entries;
+} dss_bill_cache_state;
+
 /*
  * The counters: one flat array of unsigned 64-bit values, laid out by these
  * indexes (the glue keeps the same layout in shared memory).
@@ -412,7 +431,8 @@ int dss_bill_fetch_bucket(long long ms);
 #define DSS_BILL_M_FETCH_SUM_MS                                               \
     (DSS_BILL_M_FETCH_BUCKETS + DSS_BILL_FETCH_BUCKET_COUNT)
 #define DSS_BILL_M_FETCHES_IN_FLIGHT (DSS_BILL_M_FETCH_SUM_MS + 1) /* signed */
-#define DSS_BILL_M_COUNT (DSS_BILL_M_FETCHES_IN_FLIGHT + 1)
+#define DSS_BILL_M_CACHE (DSS_BILL_M_FETCHES_IN_FLIGHT + 1) /* [event] */
+#define DSS_BILL_M_COUNT (DSS_BILL_M_CACHE + DSS_BILL_CACHE_EVENT_COUNT)
 
 /* One location's sources as this worker's health probes see them. */
 typedef struct {
@@ -427,6 +447,8 @@ typedef struct {
     const dss_bill_source_state *sources;
     size_t source_count;
     const char *server_version; /* e.g. "1.22.1" */
+    const dss_bill_cache_state *caches; /* the archive cache's zones */
+    size_t cache_count;
 } dss_bill_metrics_snapshot;
 
 /*

@@ -15,10 +15,13 @@
 #include "dss_bill.h"
 
 static uint64_t values[DSS_BILL_M_COUNT];
+static const dss_bill_cache_state *caches;
+static size_t cache_count;
 
 /* Renders into a malloc'd, NUL-terminated buffer. */
 static char *render(const dss_bill_source_state *sources, size_t count) {
-    dss_bill_metrics_snapshot s = {values, sources, count, "1.22.1"};
+    dss_bill_metrics_snapshot s = {values, sources, count, "1.22.1", caches,
+                                   cache_count};
     size_t len = dss_bill_metrics_render(&s, NULL, 0);
     assert_true(len > 0);
     char *out = malloc(len + 1);
@@ -113,7 +116,8 @@ static void test_status_index_and_fetch_buckets(void **state) {
                                    DSS_BILL_RESULT_COUNT - 1,
                                    DSS_BILL_METRIC_STATUS_COUNT - 1)
                 == DSS_BILL_M_BYTES - 1);
-    assert_true(DSS_BILL_M_FETCHES_IN_FLIGHT == DSS_BILL_M_COUNT - 1);
+    assert_true(DSS_BILL_M_FETCHES_IN_FLIGHT == DSS_BILL_M_CACHE - 1);
+    assert_true(DSS_BILL_M_CACHE + DSS_BILL_CACHE_EVENT_COUNT == DSS_BILL_M_COUNT);
 }
 
 /* Zero-valued series an operator's rate() and ratio need from the first
@@ -147,7 +151,7 @@ static void test_D6_exposition_shows_each_outcome_from_the_start(void **state) {
 
     expect_line(text, "dss_bill_response_bytes_total{source=\"root\"} 0");
     expect_line(text, "dss_bill_response_bytes_total{source=\"archive\"} 0");
-    expect_no_line(text, "dss_bill_response_bytes_total{source=\"cache\"} 0");
+    expect_line(text, "dss_bill_response_bytes_total{source=\"cache\"} 0");
     expect_line(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"+Inf\"} 0");
     expect_line(text, "dss_bill_archive_fetch_duration_seconds_count 0");
     expect_line(text, "dss_bill_archive_fetches_in_flight 0");
@@ -212,11 +216,53 @@ static void test_H3_source_up_and_label_escaping(void **state) {
     free(text);
 }
 
+/* Issue 9: the archive cache's events are counters from the first scrape,
+ * bytes served from it count under source="cache", and each zone's size,
+ * max_size and entries are gauges labelled with the zone. */
+static void test_cache_series(void **state) {
+    (void)state;
+    memset(values, 0, sizeof(values));
+    char *text = render(NULL, 0);
+    expect_line(text, "dss_bill_cache_hits_total 0");
+    expect_line(text, "dss_bill_cache_misses_total 0");
+    expect_line(text, "dss_bill_response_bytes_total{source=\"cache\"} 0");
+    assert_null(strstr(text, "dss_bill_cache_size_bytes"));
+    free(text);
+
+    values[DSS_BILL_M_CACHE + DSS_BILL_CACHE_HIT] = 7;
+    values[DSS_BILL_M_CACHE + DSS_BILL_CACHE_MISS] = 3;
+    values[DSS_BILL_M_CACHE + DSS_BILL_CACHE_STORED] = 2;
+    values[DSS_BILL_M_CACHE + DSS_BILL_CACHE_STORE_FAILED] = 1;
+    values[DSS_BILL_M_CACHE + DSS_BILL_CACHE_UNUSABLE] = 4;
+    values[DSS_BILL_M_BYTES + DSS_BILL_SOURCE_CACHE] = 123456;
+    static const dss_bill_cache_state zones[] = {
+        {"bills", 5, 4096ULL * 10, 1024ULL * 1024 * 1024, 10},
+        {"a\"b", 3, 0, 0, 0},
+    };
+    caches = zones;
+    cache_count = 2;
+    text = render(NULL, 0);
+    caches = NULL;
+    cache_count = 0;
+    expect_line(text, "dss_bill_cache_hits_total 7");
+    expect_line(text, "dss_bill_cache_misses_total 3");
+    expect_line(text, "dss_bill_cache_stores_total 2");
+    expect_line(text, "dss_bill_cache_store_errors_total 1");
+    expect_line(text, "dss_bill_cache_unusable_total 4");
+    expect_line(text, "dss_bill_response_bytes_total{source=\"cache\"} 123456");
+    expect_line(text, "dss_bill_cache_size_bytes{zone=\"bills\"} 40960");
+    expect_line(text,
+                "dss_bill_cache_max_size_bytes{zone=\"bills\"} 1073741824");
+    expect_line(text, "dss_bill_cache_entries{zone=\"bills\"} 10");
+    expect_line(text, "dss_bill_cache_entries{zone=\"a\\\"b\"} 0");
+    free(text);
+}
+
 /* A short buffer gets a prefix, never more, and the full length back. */
 static void test_render_is_bounded(void **state) {
     (void)state;
     memset(values, 0, sizeof(values));
-    dss_bill_metrics_snapshot s = {values, NULL, 0, "1.22.1"};
+    dss_bill_metrics_snapshot s = {values, NULL, 0, "1.22.1", NULL, 0};
     size_t len = dss_bill_metrics_render(&s, NULL, 0);
     char *full = malloc(len);
     assert_non_null(full);
@@ -237,6 +283,7 @@ int main(void) {
         cmocka_unit_test(test_D6_exposition_shows_each_outcome_from_the_start),
         cmocka_unit_test(test_D3_exposition_values),
         cmocka_unit_test(test_H3_source_up_and_label_escaping),
+        cmocka_unit_test(test_cache_series),
         cmocka_unit_test(test_render_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
