@@ -32,13 +32,14 @@ struct Exchange {
     bool over_cap = false;   // the body exceeded what the client keeps
 
     long status = 0;
-    std::vector<std::pair<std::string, std::string>> headers; // lower-case names
+    std::vector<std::pair<std::string, std::string>>
+        headers; // lower-case names
     std::string body;
     double first_byte_s = 0;  // request sent -> first response byte
     double total_s = 0;       // connection start -> last byte
     long new_connections = 0; // connections opened for this exchange
 
-    std::string tls_version; // "TLSv1.3", empty on plain HTTP
+    std::string tls_version;        // "TLSv1.3", empty on plain HTTP
     std::time_t cert_not_after = 0; // leaf certificate expiry, 0 unknown
 
     // the value of the first header of that (lower-case) name, or nullptr
@@ -87,8 +88,8 @@ struct Probe {
     std::vector<std::string> headers; // "{etag}", "{last-modified}": from
                                       // the plain download's answer
     Auth auth = Auth::given;
-    int parallel = 1;  // copies sent at once, each on its own connection
-    int sequence = 1;  // copies sent one after the other on one handle
+    int parallel = 1;     // copies sent at once, each on its own connection
+    int sequence = 1;     // copies sent one after the other on one handle
     const char *tag = ""; // distinguishes a deliberate second fetch
 
     std::string key() const;

@@ -77,7 +77,9 @@ Outcome warn(std::string reason, std::string observed) {
 Outcome fail(std::string reason, std::string observed) {
     return {Verdict::fail, std::move(reason), std::move(observed)};
 }
-Outcome skip(std::string reason) { return {Verdict::skip, std::move(reason), ""}; }
+Outcome skip(std::string reason) {
+    return {Verdict::skip, std::move(reason), ""};
+}
 
 // Collects per-exchange observations, and keeps the report line short.
 struct Notes {
@@ -108,7 +110,9 @@ std::string status_of(const Exchange &e) {
     return s;
 }
 
-bool is_200(const Exchange &e) { return e.responded && e.status == 200 && !e.short_body; }
+bool is_200(const Exchange &e) {
+    return e.responded && e.status == 200 && !e.short_body;
+}
 
 std::string ms(double seconds) {
     char buf[32];
@@ -168,7 +172,8 @@ const Exchange &first(const Evidence &ev, std::size_t i) {
 }
 
 // Runs fn over each 200 of the plain download; SKIP when there is none.
-template <typename Fn> Outcome over_bills(const Evidence &ev, const char *pass_reason, Fn fn) {
+template <typename Fn>
+Outcome over_bills(const Evidence &ev, const char *pass_reason, Fn fn) {
     Notes bad, good;
     std::size_t seen = 0;
     std::string first_problem;
@@ -200,8 +205,8 @@ template <typename Fn> Outcome over_bills(const Evidence &ev, const char *pass_r
 // Compares a probe's answers with the plain download of the same bill
 // (exchanges are in --bill order; `per` copies per bill).
 template <typename Fn>
-Outcome against_plain(const Evidence &ev, std::size_t i, std::size_t per, const char *pass_reason,
-                      Fn fn) {
+Outcome against_plain(const Evidence &ev, std::size_t i, std::size_t per,
+                      const char *pass_reason, Fn fn) {
     const auto &plain = probe(ev, 0);
     const auto &other = probe(ev, i);
     if (plain.empty()) {
@@ -220,9 +225,11 @@ Outcome against_plain(const Evidence &ev, std::size_t i, std::size_t per, const 
                 }
             } else if (k == 0 && e.method == "HEAD") {
                 const std::string *cl = e.header("content-length");
-                good.add(e.label + ": " + status_of(e) + ", Content-Length: " + (cl ? *cl : "none"));
+                good.add(e.label + ": " + status_of(e) +
+                         ", Content-Length: " + (cl ? *cl : "none"));
             } else if (k == 0) {
-                good.add(e.label + ": " + status_of(e) + ", " + describe_size(e.body.size()));
+                good.add(e.label + ": " + status_of(e) + ", " +
+                         describe_size(e.body.size()));
             }
         }
     }
@@ -235,7 +242,8 @@ Outcome against_plain(const Evidence &ev, std::size_t i, std::size_t per, const 
 // The answer must be the plain download's: same status, same bytes.
 std::string same_answer(const Exchange &plain, const Exchange &e) {
     if (!e.responded || e.status != plain.status || e.short_body) {
-        return "status " + status_of(e) + " where the plain download got " + status_of(plain);
+        return "status " + status_of(e) + " where the plain download got " +
+               status_of(plain);
     }
     if (e.body != plain.body) {
         return "different bytes: " + difference(plain.body, e.body);
@@ -245,13 +253,15 @@ std::string same_answer(const Exchange &plain, const Exchange &e) {
 
 } // namespace
 
-// ---- transport ---------------------------------------------------------------
+// ---- transport
+// ---------------------------------------------------------------
 
 Outcome judge_https(const Evidence &, const Settings &s) {
     if (s.https) {
         return pass("BASE_URL is https", "https");
     }
-    return fail("DSS calls the Bill Provisioning Service over HTTPS only", "http");
+    return fail("DSS calls the Bill Provisioning Service over HTTPS only",
+                "http");
 }
 
 Outcome judge_tls_version(const Evidence &ev, const Settings &) {
@@ -267,7 +277,8 @@ Outcome judge_tls_version(const Evidence &ev, const Settings &) {
     }
     if (e.tls_version.empty()) {
         // the client offers nothing older than 1.2 (runner.cpp)
-        return pass("a TLS 1.2 or newer connection was made", "version not reported");
+        return pass("a TLS 1.2 or newer connection was made",
+                    "version not reported");
     }
     return fail("an older TLS version was negotiated", e.tls_version);
 }
@@ -285,18 +296,21 @@ Outcome judge_certificate(const Evidence &ev, const Settings &s) {
     gmtime_r(&e.cert_not_after, &tm);
     std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", &tm);
     if (e.cert_not_after <= s.now) {
-        return fail("the certificate has expired", std::string("expired ") + date);
+        return fail("the certificate has expired",
+                    std::string("expired ") + date);
     }
     long long days = (static_cast<long long>(e.cert_not_after) - s.now) / 86400;
-    std::string observed = std::string("valid until ") + date + ", " + std::to_string(days) +
+    std::string observed = std::string("valid until ") + date + ", " +
+                           std::to_string(days) +
                            (days == 1 ? " day" : " days") + " left";
     if (days < s.cert_warn_days) {
-        return warn("the certificate expires within " + std::to_string(s.cert_warn_days) +
+        return warn("the certificate expires within " +
+                        std::to_string(s.cert_warn_days) +
                         " days: renew it and give DSS the new one",
                     observed);
     }
-    return pass("the certificate is valid for more than " + std::to_string(s.cert_warn_days) +
-                    " days",
+    return pass("the certificate is valid for more than " +
+                    std::to_string(s.cert_warn_days) + " days",
                 observed);
 }
 
@@ -316,15 +330,19 @@ Outcome judge_basic_auth(const Evidence &ev, const Settings &) {
         }
     }
     if (!bad.items.empty()) {
-        return fail("Basic authentication is not enforced on downloads", bad.join());
+        return fail("Basic authentication is not enforced on downloads",
+                    bad.join());
     }
     if (good.items.empty()) {
         return skip("nothing was sent");
     }
-    return pass("downloads without credentials or with a wrong password are 401", good.join());
+    return pass(
+        "downloads without credentials or with a wrong password are 401",
+        good.join());
 }
 
-// ---- health --------------------------------------------------------------------
+// ---- health
+// --------------------------------------------------------------------
 
 // "" when e is a healthy answer (H2), else why not.
 static std::string health_problem(const Exchange &e) {
@@ -343,8 +361,11 @@ static std::string health_problem(const Exchange &e) {
         return "no valid Content-Length (expected Content-Length: 0)";
     }
     if (length != 0 || !e.body.empty()) {
-        return "a body of " + describe_size(std::max<unsigned long long>(length, e.body.size())) +
-               " " + start_of(e.body) + " (expected Content-Length: 0 and no body)";
+        return "a body of " +
+               describe_size(
+                   std::max<unsigned long long>(length, e.body.size())) +
+               " " + start_of(e.body) +
+               " (expected Content-Length: 0 and no body)";
     }
     return "";
 }
@@ -353,9 +374,11 @@ Outcome judge_health(const Evidence &ev, const Settings &) {
     const Exchange &e = first(ev, 0);
     std::string problem = health_problem(e);
     if (!problem.empty()) {
-        return fail("the health check does not say healthy: " + problem, status_of(e));
+        return fail("the health check does not say healthy: " + problem,
+                    status_of(e));
     }
-    return pass("healthy: 200 with Content-Length: 0", "200, Content-Length: 0");
+    return pass("healthy: 200 with Content-Length: 0",
+                "200, Content-Length: 0");
 }
 
 Outcome judge_health_open(const Evidence &ev, const Settings &) {
@@ -371,8 +394,10 @@ Outcome judge_health_open(const Evidence &ev, const Settings &) {
         observed += ", WWW-Authenticate: " + *www;
     }
     if (e.status == 401 || e.status == 403) {
-        return warn("the health check requires credentials: DSS nodes and load balancers "
-                    "probing without them see the service down (keep it outside Basic auth)",
+        return warn("the health check requires credentials: DSS nodes and load "
+                    "balancers "
+                    "probing without them see the service down (keep it "
+                    "outside Basic auth)",
                     observed);
     }
     return warn("without credentials the health check is not 200", observed);
@@ -390,14 +415,18 @@ Outcome judge_health_fast(const Evidence &ev, const Settings &s) {
         }
         slowest = std::max(slowest, e.first_byte_s);
     }
-    std::string observed = "slowest of " + std::to_string(series.size()) + ": " + ms(slowest);
+    std::string observed =
+        "slowest of " + std::to_string(series.size()) + ": " + ms(slowest);
     if (slowest > s.health_limit_s) {
-        return fail("the health check took longer than " + ms(s.health_limit_s), observed);
+        return fail("the health check took longer than " + ms(s.health_limit_s),
+                    observed);
     }
-    return pass("every health poll answered within " + ms(s.health_limit_s), observed);
+    return pass("every health poll answered within " + ms(s.health_limit_s),
+                observed);
 }
 
-// ---- download ------------------------------------------------------------------
+// ---- download
+// ------------------------------------------------------------------
 
 Outcome judge_download_status(const Evidence &ev, const Settings &) {
     Notes bad, good;
@@ -416,46 +445,49 @@ Outcome judge_download_status(const Evidence &ev, const Settings &) {
 }
 
 Outcome judge_content_type(const Evidence &ev, const Settings &) {
-    return over_bills(ev, "every bill is application/pdf",
-                      [](const Exchange &e, std::string &problem, std::string &observed) {
-                          const std::string *t = e.header("content-type");
-                          observed = t ? *t : "no Content-Type";
-                          if (!t || media_type(*t) != "application/pdf") {
-                              problem = "Content-Type is " + (t ? *t : "missing") +
-                                        ", not application/pdf";
-                          }
-                      });
+    return over_bills(
+        ev, "every bill is application/pdf",
+        [](const Exchange &e, std::string &problem, std::string &observed) {
+            const std::string *t = e.header("content-type");
+            observed = t ? *t : "no Content-Type";
+            if (!t || media_type(*t) != "application/pdf") {
+                problem = "Content-Type is " + (t ? *t : "missing") +
+                          ", not application/pdf";
+            }
+        });
 }
 
 Outcome judge_content_length(const Evidence &ev, const Settings &) {
-    return over_bills(ev, "Content-Length equals the bytes received",
-                      [](const Exchange &e, std::string &problem, std::string &observed) {
-                          unsigned long long n = 0;
-                          observed = "Content-Length: " + std::to_string(e.body.size());
-                          if (e.header_count("content-length") == 0) {
-                              problem = "no Content-Length (" + describe_size(e.body.size()) +
-                                        " received)";
-                          } else if (!parse_content_length(e, &n)) {
-                              problem = "invalid or conflicting Content-Length";
-                          } else if (n != e.body.size()) {
-                              problem = "Content-Length: " + std::to_string(n) + " but " +
-                                        describe_size(e.body.size()) + " received";
-                          }
-                      });
+    return over_bills(
+        ev, "Content-Length equals the bytes received",
+        [](const Exchange &e, std::string &problem, std::string &observed) {
+            unsigned long long n = 0;
+            observed = "Content-Length: " + std::to_string(e.body.size());
+            if (e.header_count("content-length") == 0) {
+                problem = "no Content-Length (" + describe_size(e.body.size()) +
+                          " received)";
+            } else if (!parse_content_length(e, &n)) {
+                problem = "invalid or conflicting Content-Length";
+            } else if (n != e.body.size()) {
+                problem = "Content-Length: " + std::to_string(n) + " but " +
+                          describe_size(e.body.size()) + " received";
+            }
+        });
 }
 
 Outcome judge_framing(const Evidence &ev, const Settings &) {
-    return over_bills(ev, "neither chunked nor compressed",
-                      [](const Exchange &e, std::string &problem, std::string &observed) {
-                          observed = "identity";
-                          if (const std::string *te = e.header("transfer-encoding")) {
-                              problem = "Transfer-Encoding: " + *te;
-                          } else if (const std::string *ce = e.header("content-encoding")) {
-                              if (media_type(*ce) != "identity") {
-                                  problem = "Content-Encoding: " + *ce;
-                              }
-                          }
-                      });
+    return over_bills(
+        ev, "neither chunked nor compressed",
+        [](const Exchange &e, std::string &problem, std::string &observed) {
+            observed = "identity";
+            if (const std::string *te = e.header("transfer-encoding")) {
+                problem = "Transfer-Encoding: " + *te;
+            } else if (const std::string *ce = e.header("content-encoding")) {
+                if (media_type(*ce) != "identity") {
+                    problem = "Content-Encoding: " + *ce;
+                }
+            }
+        });
 }
 
 Outcome judge_pdf(const Evidence &ev, const Settings &) {
@@ -465,7 +497,8 @@ Outcome judge_pdf(const Evidence &ev, const Settings &) {
         [&](const Exchange &e, std::string &problem, std::string &observed) {
             observed = "starts " + start_of(e.body.substr(0, 8));
             if (e.body.compare(0, 5, "%PDF-") != 0) {
-                problem = "the body is not a PDF: it starts " + start_of(e.body);
+                problem =
+                    "the body is not a PDF: it starts " + start_of(e.body);
                 return;
             }
             std::size_t from = e.body.size() > 1024 ? e.body.size() - 1024 : 0;
@@ -476,34 +509,38 @@ Outcome judge_pdf(const Evidence &ev, const Settings &) {
         });
     if (o.verdict == Verdict::pass && tail_missing) {
         o.verdict = Verdict::warn;
-        o.reason = "a bill has no %%EOF in its last 1,024 bytes: readers may call it damaged "
+        o.reason = "a bill has no %%EOF in its last 1,024 bytes: readers may "
+                   "call it damaged "
                    "or cut short";
     }
     return o;
 }
 
 Outcome judge_max_size(const Evidence &ev, const Settings &s) {
-    return over_bills(ev, "every bill is within 5 MB",
-                      [&](const Exchange &e, std::string &problem, std::string &observed) {
-                          observed = describe_size(e.body.size());
-                          if (e.over_cap || e.body.size() > s.max_size) {
-                              problem = (e.over_cap ? "more than " : "") + observed +
-                                        ", over DSS's " + describe_size(s.max_size);
-                          }
-                      });
+    return over_bills(
+        ev, "every bill is within 5 MB",
+        [&](const Exchange &e, std::string &problem, std::string &observed) {
+            observed = describe_size(e.body.size());
+            if (e.over_cap || e.body.size() > s.max_size) {
+                problem = (e.over_cap ? "more than " : "") + observed +
+                          ", over DSS's " + describe_size(s.max_size);
+            }
+        });
 }
 
 Outcome judge_timing(const Evidence &ev, const Settings &s) {
     Notes bad, good;
     for (const auto &e : probe(ev, 0)) {
-        std::string what = e.label + ": first byte " + ms(e.first_byte_s) + ", whole " +
-                           ms(e.total_s);
+        std::string what = e.label + ": first byte " + ms(e.first_byte_s) +
+                           ", whole " + ms(e.total_s);
         if (!e.responded && e.first_byte_s == 0) {
             bad.add(e.label + ": no response (" + e.error + ")");
         } else if (e.first_byte_s > s.first_byte_limit_s) {
-            bad.add(what + " (DSS waits " + ms(s.first_byte_limit_s) + " for the first byte)");
+            bad.add(what + " (DSS waits " + ms(s.first_byte_limit_s) +
+                    " for the first byte)");
         } else if (e.total_s > s.total_limit_s) {
-            bad.add(what + " (DSS waits " + ms(s.total_limit_s) + " for the whole bill)");
+            bad.add(what + " (DSS waits " + ms(s.total_limit_s) +
+                    " for the whole bill)");
         } else {
             good.add(what);
         }
@@ -514,7 +551,8 @@ Outcome judge_timing(const Evidence &ev, const Settings &s) {
     if (good.items.empty()) {
         return skip("nothing was sent");
     }
-    return pass("every response started within 5 s and ended within 60 s", good.join());
+    return pass("every response started within 5 s and ended within 60 s",
+                good.join());
 }
 
 Outcome judge_accept(const Evidence &ev, const Settings &) {
@@ -536,7 +574,8 @@ Outcome judge_same_bytes(const Evidence &ev, const Settings &) {
     if (std::none_of(probe(ev, 0).begin(), probe(ev, 0).end(), is_200)) {
         return skip("no bill was answered 200 (see D3 download-status)");
     }
-    return against_plain(ev, 1, 1, "a second fetch gives the same bytes", same_answer);
+    return against_plain(ev, 1, 1, "a second fetch gives the same bytes",
+                         same_answer);
 }
 
 Outcome judge_parallel(const Evidence &ev, const Settings &) {
@@ -547,44 +586,49 @@ Outcome judge_parallel(const Evidence &ev, const Settings &) {
     std::size_t per = plain.empty() ? 1 : probe(ev, 1).size() / plain.size();
     Outcome o = against_plain(ev, 1, per ? per : 1, "", same_answer);
     if (o.verdict == Verdict::pass) {
-        o.reason = std::to_string(per) + " simultaneous downloads of each bill gave the same bytes";
+        o.reason = std::to_string(per) +
+                   " simultaneous downloads of each bill gave the same bytes";
     } else if (o.verdict == Verdict::fail) {
-        o.reason = "under " + std::to_string(per) + " simultaneous downloads: " + o.reason;
+        o.reason = "under " + std::to_string(per) +
+                   " simultaneous downloads: " + o.reason;
     }
     return o;
 }
 
 Outcome judge_head(const Evidence &ev, const Settings &) {
-    return against_plain(ev, 1, 1, "HEAD answers like GET",
-                         [](const Exchange &get, const Exchange &h) -> std::string {
-                             unsigned long long n = 0;
-                             if (!h.responded || h.status != get.status) {
-                                 return "HEAD: " + status_of(h) + ", GET: " + status_of(get);
-                             }
-                             if (get.status == 200) {
-                                 if (!parse_content_length(h, &n)) {
-                                     return "HEAD has no valid Content-Length";
-                                 }
-                                 if (n != get.body.size()) {
-                                     return "HEAD says Content-Length: " + std::to_string(n) +
-                                            ", GET sent " + describe_size(get.body.size());
-                                 }
-                             }
-                             return "";
-                         });
+    return against_plain(
+        ev, 1, 1, "HEAD answers like GET",
+        [](const Exchange &get, const Exchange &h) -> std::string {
+            unsigned long long n = 0;
+            if (!h.responded || h.status != get.status) {
+                return "HEAD: " + status_of(h) + ", GET: " + status_of(get);
+            }
+            if (get.status == 200) {
+                if (!parse_content_length(h, &n)) {
+                    return "HEAD has no valid Content-Length";
+                }
+                if (n != get.body.size()) {
+                    return "HEAD says Content-Length: " + std::to_string(n) +
+                           ", GET sent " + describe_size(get.body.size());
+                }
+            }
+            return "";
+        });
 }
 
 Outcome judge_range(const Evidence &ev, const Settings &) {
-    Outcome o = against_plain(ev, 1, 1, "Range is ignored: 200 with the complete bill",
-                              [](const Exchange &plain, const Exchange &e) -> std::string {
-                                  if (e.responded && e.status == 206) {
-                                      return "206 Partial Content (" +
-                                             describe_size(e.body.size()) + ")";
-                                  }
-                                  return same_answer(plain, e);
-                              });
+    Outcome o = against_plain(
+        ev, 1, 1, "Range is ignored: 200 with the complete bill",
+        [](const Exchange &plain, const Exchange &e) -> std::string {
+            if (e.responded && e.status == 206) {
+                return "206 Partial Content (" + describe_size(e.body.size()) +
+                       ")";
+            }
+            return same_answer(plain, e);
+        });
     if (o.verdict == Verdict::fail) {
-        o.reason = "a Range request was not answered with the complete bill: " + o.reason;
+        o.reason = "a Range request was not answered with the complete bill: " +
+                   o.reason;
     }
     return o;
 }
@@ -593,13 +637,15 @@ Outcome judge_conditional(const Evidence &ev, const Settings &) {
     const char *names[] = {"If-None-Match", "If-Modified-Since"};
     Outcome o;
     for (std::size_t i = 1; i <= 2; i++) {
-        o = against_plain(ev, i, 1, "conditional headers are ignored: 200 with the complete bill",
-                          [](const Exchange &plain, const Exchange &e) -> std::string {
-                              if (e.responded && e.status == 304) {
-                                  return "304 Not Modified";
-                              }
-                              return same_answer(plain, e);
-                          });
+        o = against_plain(
+            ev, i, 1,
+            "conditional headers are ignored: 200 with the complete bill",
+            [](const Exchange &plain, const Exchange &e) -> std::string {
+                if (e.responded && e.status == 304) {
+                    return "304 Not Modified";
+                }
+                return same_answer(plain, e);
+            });
         if (o.verdict == Verdict::fail) {
             o.reason = std::string("with ") + names[i - 1] + ": " + o.reason;
             return o;
@@ -619,7 +665,8 @@ Outcome judge_missing(const Evidence &ev, const Settings &) {
         return fail("a bill that does not exist was answered 200",
                     e.label + ": 200, " + describe_size(e.body.size()));
     }
-    return fail("a bill that does not exist is not 404", e.label + ": " + status_of(e));
+    return fail("a bill that does not exist is not 404",
+                e.label + ": " + status_of(e));
 }
 
 Outcome judge_hostile(const Evidence &ev, const Settings &) {
@@ -637,10 +684,12 @@ Outcome judge_hostile(const Evidence &ev, const Settings &) {
     }
     std::string observed;
     for (const auto &c : counts) {
-        observed += (observed.empty() ? "" : ", ") + c.first + " x " + std::to_string(c.second);
+        observed += (observed.empty() ? "" : ", ") + c.first + " x " +
+                    std::to_string(c.second);
     }
     if (!bad.items.empty()) {
-        return fail("an id that cannot be valid was answered " + std::to_string(first_bad),
+        return fail("an id that cannot be valid was answered " +
+                        std::to_string(first_bad),
                     bad.join());
     }
     if (counts.empty()) {
@@ -659,18 +708,20 @@ Outcome judge_statuses(const Evidence &ev, const Settings &) {
             }
             counts[e.status]++;
             if (e.status != 200 && e.status != 404 && e.status != 500) {
-                bad.add(e.label + " (" + e.method + "): " + std::to_string(e.status));
+                bad.add(e.label + " (" + e.method +
+                        "): " + std::to_string(e.status));
             }
         }
     }
     std::string observed;
     for (const auto &c : counts) {
-        observed += (observed.empty() ? "" : ", ") + std::to_string(c.first) + " x " +
-                    std::to_string(c.second);
+        observed += (observed.empty() ? "" : ", ") + std::to_string(c.first) +
+                    " x " + std::to_string(c.second);
     }
     if (!bad.items.empty()) {
-        return fail("a status other than 200, 404 or 500 (DSS counts it as a 500)",
-                    bad.join() + " [" + observed + "]");
+        return fail(
+            "a status other than 200, 404 or 500 (DSS counts it as a 500)",
+            bad.join() + " [" + observed + "]");
     }
     if (counts.empty()) {
         return skip("no response");
@@ -696,7 +747,8 @@ Outcome judge_keepalive(const Evidence &ev, const Settings &) {
                            std::to_string(opened) +
                            (opened == 1 ? " connection" : " connections");
     if (opened >= static_cast<long>(series.size())) {
-        return fail("no connection was reused: each request opened a new one", observed);
+        return fail("no connection was reused: each request opened a new one",
+                    observed);
     }
     return pass("connections are reused", observed);
 }

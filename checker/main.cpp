@@ -22,7 +22,9 @@ namespace {
 
 volatile std::sig_atomic_t interrupted = 0;
 
-extern "C" void on_signal(int) { interrupted = 1; }
+extern "C" void on_signal(int) {
+    interrupted = 1;
+}
 
 void catch_interrupts() {
     struct sigaction sa {};
@@ -37,13 +39,15 @@ void catch_interrupts() {
 void pause_for(double seconds) {
     struct timespec left;
     left.tv_sec = static_cast<time_t>(seconds);
-    left.tv_nsec = static_cast<long>((seconds - static_cast<double>(left.tv_sec)) * 1e9);
+    left.tv_nsec =
+        static_cast<long>((seconds - static_cast<double>(left.tv_sec)) * 1e9);
     while (!interrupted && nanosleep(&left, &left) != 0 && errno == EINTR) {
     }
 }
 
 // Polls the health check like DSS; prints each change of state.
-dss_check::WatchLog watch(const dss_check::Options &o, const dss_check::Endpoint &ep) {
+dss_check::WatchLog watch(const dss_check::Options &o,
+                          const dss_check::Endpoint &ep) {
     using namespace dss_check;
     WatchLog log;
     HealthPoller poller(ep);
@@ -58,7 +62,8 @@ dss_check::WatchLog watch(const dss_check::Options &o, const dss_check::Endpoint
         p.healthy = out.verdict == Verdict::pass;
         char took[32];
         std::snprintf(took, sizeof took, " (%.1f ms)", e.first_byte_s * 1000);
-        p.detail = p.healthy ? "200, Content-Length: 0" + std::string(took) : out.reason;
+        p.detail = p.healthy ? "200, Content-Length: 0" + std::string(took)
+                             : out.reason;
         if (record_poll(log, p)) {
             lines << poll_line(p) << std::endl;
         }
@@ -75,7 +80,8 @@ int run(int argc, char **argv) {
     Options o;
     std::string err = parse_options(argc, argv, o);
     if (!err.empty()) {
-        std::cerr << "dss-bill-check: " << err << "\n(dss-bill-check --help for usage)\n";
+        std::cerr << "dss-bill-check: " << err
+                  << "\n(dss-bill-check --help for usage)\n";
         return 2;
     }
     if (o.help) {
@@ -139,7 +145,8 @@ int run(int argc, char **argv) {
         }
     }
     if (o.json) {
-        std::cout << json_report(o.base_url, o.prefix, results, o.watch ? &log : nullptr, status);
+        std::cout << json_report(o.base_url, o.prefix, results,
+                                 o.watch ? &log : nullptr, status);
     }
     return status;
 }

@@ -66,11 +66,13 @@ std::string check_base_url(std::string &url) {
     }
     if (rest.find('@') != std::string::npos) {
         // not quoted back: it holds a password
-        return "BASE_URL must not hold credentials: use --user with --password-file "
+        return "BASE_URL must not hold credentials: use --user with "
+               "--password-file "
                "or --password-env";
     }
     if (rest.empty() || rest.find_first_of("/?# ") != std::string::npos) {
-        return "BASE_URL is the scheme, host and port only (the routes are under --prefix)";
+        return "BASE_URL is the scheme, host and port only (the routes are "
+               "under --prefix)";
     }
     return "";
 }
@@ -101,22 +103,26 @@ std::string parse_options(int argc, const char *const *argv, Options &o) {
         } else if (a == "--watch") {
             o.watch = true;
         } else if (a == "--password" || a.compare(0, 11, "--password=") == 0) {
-            return "passwords are not taken on the command line: use --password-file "
+            return "passwords are not taken on the command line: use "
+                   "--password-file "
                    "or --password-env";
-        } else if (a == "--bill" || a == "--missing" || a == "--user" || a == "--cacert" ||
-                   a == "--prefix" || a == "--password-file" || a == "--password-env" ||
+        } else if (a == "--bill" || a == "--missing" || a == "--user" ||
+                   a == "--cacert" || a == "--prefix" ||
+                   a == "--password-file" || a == "--password-env" ||
                    a == "--interval" || a == "--count") {
             if (!value(v)) {
                 return a + " needs a value";
             }
             if (a == "--bill") {
                 if (!plausible_bill_id(v)) {
-                    return "--bill " + v + ": a bill id is letters, digits, - and _ (D2)";
+                    return "--bill " + v +
+                           ": a bill id is letters, digits, - and _ (D2)";
                 }
                 o.bills.push_back(v);
             } else if (a == "--missing") {
                 if (!plausible_bill_id(v)) {
-                    return "--missing " + v + ": a bill id is letters, digits, - and _ (D2)";
+                    return "--missing " + v +
+                           ": a bill id is letters, digits, - and _ (D2)";
                 }
                 o.missing = v;
             } else if (a == "--user") {
@@ -130,7 +136,8 @@ std::string parse_options(int argc, const char *const *argv, Options &o) {
                 while (v.size() > 1 && v.back() == '/') {
                     v.pop_back();
                 }
-                if (v.empty() || v[0] != '/' || v.find_first_of("?# ") != std::string::npos) {
+                if (v.empty() || v[0] != '/' ||
+                    v.find_first_of("?# ") != std::string::npos) {
                     return "--prefix must be a path starting with /";
                 }
                 o.prefix = v == "/" ? "" : v;
@@ -140,13 +147,15 @@ std::string parse_options(int argc, const char *const *argv, Options &o) {
                 o.password_env = v;
             } else if (a == "--interval") {
                 if (!parse_interval(v, &o.interval_s)) {
-                    return "--interval " + v + ": a time such as 10s, 500ms or 1m";
+                    return "--interval " + v +
+                           ": a time such as 10s, 500ms or 1m";
                 }
                 interval_given = true;
             } else if (a == "--count") {
                 char *end = nullptr;
                 o.count = std::strtol(v.c_str(), &end, 10);
-                if (v.empty() || *end != '\0' || o.count < 1 || o.count > 100000000) {
+                if (v.empty() || *end != '\0' || o.count < 1 ||
+                    o.count > 100000000) {
                     return "--count " + v + ": a number of polls, 1 or more";
                 }
                 count_given = true;
@@ -174,7 +183,8 @@ std::string parse_options(int argc, const char *const *argv, Options &o) {
     if (!o.user.empty() && o.password_file.empty() == o.password_env.empty()) {
         return "--user needs exactly one of --password-file and --password-env";
     }
-    if (o.user.empty() && (!o.password_file.empty() || !o.password_env.empty())) {
+    if (o.user.empty() &&
+        (!o.password_file.empty() || !o.password_env.empty())) {
         return "--password-file and --password-env need --user";
     }
     if (o.insecure && !o.cacert.empty()) {
@@ -190,7 +200,8 @@ std::string read_password(const Options &o, std::string *password) {
     if (!o.password_env.empty()) {
         const char *v = std::getenv(o.password_env.c_str());
         if (!v || !*v) {
-            return "--password-env " + o.password_env + ": the variable is not set or empty";
+            return "--password-env " + o.password_env +
+                   ": the variable is not set or empty";
         }
         *password = v;
         return "";
@@ -205,7 +216,8 @@ std::string read_password(const Options &o, std::string *password) {
             line.pop_back();
         }
         if (line.empty()) {
-            return "--password-file " + o.password_file + ": its first line is empty";
+            return "--password-file " + o.password_file +
+                   ": its first line is empty";
         }
         *password = line;
     }
@@ -214,31 +226,44 @@ std::string read_password(const Options &o, std::string *password) {
 
 std::string help_text() {
     std::string h =
-        "usage: dss-bill-check BASE_URL --bill ID [--bill ID ...] [--missing ID]\n"
+        "usage: dss-bill-check BASE_URL --bill ID [--bill ID ...] [--missing "
+        "ID]\n"
         "           [--user U (--password-file F | --password-env VAR)]\n"
         "           [--cacert F | --insecure] [--prefix /dss/bill] [--json]\n"
         "           [--watch [--interval 10s] [--count N]]\n"
         "\n"
-        "Plays Oracle DSS against a Bill Provisioning endpoint (this module, an nginx\n"
-        "configuration, any vendor's service) and reports, per rule of the DSS bill\n"
-        "contract, PASS, WARN, FAIL or SKIP with a reason and what was observed.\n"
+        "Plays Oracle DSS against a Bill Provisioning endpoint (this module, "
+        "an nginx\n"
+        "configuration, any vendor's service) and reports, per rule of the DSS "
+        "bill\n"
+        "contract, PASS, WARN, FAIL or SKIP with a reason and what was "
+        "observed.\n"
         "\n"
-        "  BASE_URL             scheme, host and port: https://bills.example:443\n"
+        "  BASE_URL             scheme, host and port: "
+        "https://bills.example:443\n"
         "  --prefix P           the routes' prefix (default /dss/bill):\n"
         "                       P/download/{bill_id} and P/healthcheck\n"
-        "  --bill ID            a bill that exists (repeatable); its download is checked\n"
+        "  --bill ID            a bill that exists (repeatable); its download "
+        "is checked\n"
         "  --missing ID         a bill id that has no bill: must be 404\n"
         "  --user U             Basic-auth user; the password comes from\n"
         "  --password-file F    the first line of F, or\n"
-        "  --password-env VAR   the environment variable VAR (never the command line;\n"
+        "  --password-env VAR   the environment variable VAR (never the "
+        "command line;\n"
         "                       never printed)\n"
-        "  --cacert F           trust the CA (or self-signed certificate) in F\n"
-        "  --insecure, -k       do not verify the certificate (its expiry is still checked)\n"
+        "  --cacert F           trust the CA (or self-signed certificate) in "
+        "F\n"
+        "  --insecure, -k       do not verify the certificate (its expiry is "
+        "still checked)\n"
         "  --json               one JSON document instead of lines\n"
-        "  --watch              then poll the health check like DSS, printing a\n"
-        "                       timestamped line on every change and a summary\n"
-        "  --interval T         time between polls (default 10s; 500ms, 1m ...)\n"
-        "  --count N            stop after N polls (default: until interrupted)\n"
+        "  --watch              then poll the health check like DSS, printing "
+        "a\n"
+        "                       timestamped line on every change and a "
+        "summary\n"
+        "  --interval T         time between polls (default 10s; 500ms, 1m "
+        "...)\n"
+        "  --count N            stop after N polls (default: until "
+        "interrupted)\n"
         "\n"
         "Checks (rule ids of the DSS bill contract):\n";
     for (const Check &c : checks()) {
@@ -260,8 +285,10 @@ std::string help_text() {
         h += line + "\n";
     }
     h += "\n"
-         "Exit status: 0 when no check failed (warnings allowed), 1 when a check (or,\n"
-         "with --watch, a poll) failed, 2 for a usage error or when BASE_URL cannot\n"
+         "Exit status: 0 when no check failed (warnings allowed), 1 when a "
+         "check (or,\n"
+         "with --watch, a poll) failed, 2 for a usage error or when BASE_URL "
+         "cannot\n"
          "be reached at all.\n";
     return h;
 }

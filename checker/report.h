@@ -55,15 +55,16 @@ std::string poll_line(const Poll &p);
 // "watch: 6 polls, 3 healthy, 3 failed, 2 changes of state"
 std::string watch_summary(const WatchLog &log);
 
-// ---- JSON --------------------------------------------------------------------
+// ---- JSON
+// --------------------------------------------------------------------
 
 std::string json_string(const std::string &s); // quoted and escaped
 
 // One document: the target, every check's result, the counts, the exit
 // status; with watch non-null, the watch log too.
 std::string json_report(const std::string &base_url, const std::string &prefix,
-                        const std::vector<Result> &results, const WatchLog *watch,
-                        int exit_code);
+                        const std::vector<Result> &results,
+                        const WatchLog *watch, int exit_code);
 
 } // namespace dss_check
 

@@ -58,9 +58,10 @@ void note_tls(Transfer *t) {
     t->tls_seen = true;
     // the negotiated version, from the live connection (OpenSSL backend)
     curl_tlssessioninfo *info = nullptr;
-    if (curl_easy_getinfo(t->h, CURLINFO_TLS_SSL_PTR, &info) == CURLE_OK && info &&
-        info->backend == CURLSSLBACKEND_OPENSSL && info->internals) {
-        t->ex.tls_version = SSL_get_version(static_cast<SSL *>(info->internals));
+    if (curl_easy_getinfo(t->h, CURLINFO_TLS_SSL_PTR, &info) == CURLE_OK &&
+        info && info->backend == CURLSSLBACKEND_OPENSSL && info->internals) {
+        t->ex.tls_version =
+            SSL_get_version(static_cast<SSL *>(info->internals));
     }
 }
 
@@ -87,7 +88,8 @@ size_t on_header(char *data, size_t size, size_t n, void *userdata) {
         }
         std::size_t v = line.find_first_not_of(" \t", colon + 1);
         std::string value = v == std::string::npos ? "" : line.substr(v);
-        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+        while (!value.empty() &&
+               (value.back() == ' ' || value.back() == '\t')) {
             value.pop_back();
         }
         t->ex.headers.emplace_back(std::move(name), std::move(value));
@@ -115,8 +117,9 @@ bool tls_error(CURLcode rc) {
 
 // Sets a transfer up for one request; the request headers' list is kept
 // in the transfer (libcurl keeps pointing at it).
-void prepare(Transfer &t, const Endpoint &ep, const std::string &path, const char *method,
-             const std::vector<std::string> &headers, Auth auth) {
+void prepare(Transfer &t, const Endpoint &ep, const std::string &path,
+             const char *method, const std::vector<std::string> &headers,
+             Auth auth) {
     CURL *h = t.h;
     t.ex.method = method;
     t.error[0] = '\0';
@@ -138,7 +141,8 @@ void prepare(Transfer &t, const Endpoint &ep, const std::string &path, const cha
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    curl_easy_setopt(h, CURLOPT_NOBODY, std::string(method) == "HEAD" ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_NOBODY,
+                     std::string(method) == "HEAD" ? 1L : 0L);
     if (std::string(method) == "GET") {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
@@ -157,7 +161,8 @@ void prepare(Transfer &t, const Endpoint &ep, const std::string &path, const cha
         curl_easy_setopt(h, CURLOPT_USERNAME, ep.user.c_str());
         static const std::string wrong = "dss-bill-check-wrong-password";
         const std::string &pw =
-            auth == Auth::wrong ? (ep.password == wrong ? wrong + "-2" : wrong) : ep.password;
+            auth == Auth::wrong ? (ep.password == wrong ? wrong + "-2" : wrong)
+                                : ep.password;
         curl_easy_setopt(h, CURLOPT_PASSWORD, pw.c_str()); // copied by libcurl
     } else {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_NONE);
@@ -187,11 +192,13 @@ void finish(Transfer &t, CURLcode rc, CURLcode *code) {
         e.tls_failed = tls_error(rc);
         e.short_body = e.responded && !e.over_cap;
         if (rc == CURLE_OPERATION_TIMEDOUT && e.responded) {
-            e.total_s = std::max(e.total_s, static_cast<double>(transfer_timeout_s));
+            e.total_s =
+                std::max(e.total_s, static_cast<double>(transfer_timeout_s));
         }
     }
     curl_certinfo *ci = nullptr;
-    if (curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci && ci->num_of_certs > 0) {
+    if (curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci &&
+        ci->num_of_certs > 0) {
         for (curl_slist *s = ci->certinfo[0]; s; s = s->next) {
             std::string field = s->data;
             if (field.compare(0, 12, "Expire date:") == 0) {
@@ -210,7 +217,8 @@ std::string truncate_label(const std::string &s) {
 }
 
 // One probe's targets: (path, label) pairs.
-std::vector<std::pair<std::string, std::string>> targets_of(const Probe &p, const Endpoint &ep) {
+std::vector<std::pair<std::string, std::string>>
+targets_of(const Probe &p, const Endpoint &ep) {
     std::vector<std::pair<std::string, std::string>> out;
     std::string dl = ep.prefix + "/download/";
     switch (p.target) {
@@ -250,8 +258,9 @@ class Runner {
   public:
     Runner(const Endpoint &ep, const Settings &s) : ep_(ep), s_(s) {}
 
-    Exchange one(const std::string &path, const std::string &label, const Probe &p,
-                 const std::vector<std::string> &headers, CURLcode *code = nullptr) {
+    Exchange one(const std::string &path, const std::string &label,
+                 const Probe &p, const std::vector<std::string> &headers,
+                 CURLcode *code = nullptr) {
         Transfer t;
         if (!t.h) {
             throw std::runtime_error("curl_easy_init failed");
@@ -293,8 +302,8 @@ class Runner {
 
   private:
     // {etag} and {last-modified}: from the plain download of the same bill.
-    std::vector<std::string> with_values(const std::vector<std::string> &headers,
-                                         std::size_t bill) {
+    std::vector<std::string>
+    with_values(const std::vector<std::string> &headers, std::size_t bill) {
         std::vector<std::string> out;
         for (std::string h : headers) {
             for (const char *name : {"etag", "last-modified"}) {
@@ -306,8 +315,10 @@ class Runner {
                 Probe plain;
                 plain.headers = download_headers();
                 const auto &ex = exchanges(plain);
-                const std::string *v = bill < ex.size() ? ex[bill].header(name) : nullptr;
-                std::string value = v ? *v : (name[0] == 'e' ? "*" : http_date(s_.now));
+                const std::string *v =
+                    bill < ex.size() ? ex[bill].header(name) : nullptr;
+                std::string value =
+                    v ? *v : (name[0] == 'e' ? "*" : http_date(s_.now));
                 h.replace(at, mark.size(), value);
             }
             out.push_back(h);
@@ -315,8 +326,9 @@ class Runner {
         return out;
     }
 
-    std::vector<Exchange> parallel(const std::string &path, const std::string &label,
-                                   const Probe &p, const std::vector<std::string> &headers) {
+    std::vector<Exchange> parallel(const std::string &path,
+                                   const std::string &label, const Probe &p,
+                                   const std::vector<std::string> &headers) {
         std::vector<std::unique_ptr<Transfer>> ts;
         CURLM *m = curl_multi_init();
         if (!m) {
@@ -368,9 +380,10 @@ bool unreachable_error(CURLcode rc) {
 
 } // namespace
 
-std::vector<Result> run_checks(const Endpoint &ep, const Settings &settings,
-                               const std::function<void(const Result &)> &on_result,
-                               std::string *unreachable) {
+std::vector<Result>
+run_checks(const Endpoint &ep, const Settings &settings,
+           const std::function<void(const Result &)> &on_result,
+           std::string *unreachable) {
     Runner runner(ep, settings);
     std::vector<Result> results;
 
@@ -378,9 +391,11 @@ std::vector<Result> run_checks(const Endpoint &ep, const Settings &settings,
     Probe first;
     first.target = Target::health;
     CURLcode rc = CURLE_OK;
-    Exchange e = runner.one(ep.prefix + "/healthcheck", "health", first, {}, &rc);
+    Exchange e =
+        runner.one(ep.prefix + "/healthcheck", "health", first, {}, &rc);
     if (!e.responded && unreachable_error(rc)) {
-        *unreachable = std::string("cannot reach ") + ep.base_url + ": " + curl_easy_strerror(rc);
+        *unreachable = std::string("cannot reach ") + ep.base_url + ": " +
+                       curl_easy_strerror(rc);
         return results;
     }
     bool tls_down = e.tls_failed;
@@ -391,7 +406,8 @@ std::vector<Result> run_checks(const Endpoint &ep, const Settings &settings,
         if (!why.empty()) {
             r.outcome = {Verdict::skip, why, ""};
         } else if (tls_down && !c.transport) {
-            r.outcome = {Verdict::skip, "no TLS connection could be made (see T1)", ""};
+            r.outcome = {Verdict::skip,
+                         "no TLS connection could be made (see T1)", ""};
         } else {
             Evidence ev;
             for (const Probe &p : c.probes) {
@@ -419,7 +435,8 @@ Exchange HealthPoller::poll() {
     t.ex = Exchange{};
     t.ex.label = "health";
     t.tls_seen = false;
-    prepare(t, impl_->ep, impl_->ep.prefix + "/healthcheck", "GET", {}, Auth::given);
+    prepare(t, impl_->ep, impl_->ep.prefix + "/healthcheck", "GET", {},
+            Auth::given);
     finish(t, curl_easy_perform(t.h), nullptr);
     return t.ex;
 }

@@ -26,9 +26,10 @@ struct Endpoint {
 // Runs every check, calling on_result as each is judged. Returns the
 // results, or sets *unreachable (exit status 2) when BASE_URL cannot be
 // reached at all (name, connection refused, connection timeout).
-std::vector<Result> run_checks(const Endpoint &ep, const Settings &settings,
-                               const std::function<void(const Result &)> &on_result,
-                               std::string *unreachable);
+std::vector<Result>
+run_checks(const Endpoint &ep, const Settings &settings,
+           const std::function<void(const Result &)> &on_result,
+           std::string *unreachable);
 
 // One health request for --watch, on a connection kept between polls.
 class HealthPoller {

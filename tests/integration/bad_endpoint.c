@@ -58,19 +58,21 @@ static int header(const char *head, const char *name, char *out, size_t size) {
     return 1;
 }
 
-static int send_head(int fd, const char *status, const char *extra, long long length) {
+static int send_head(int fd, const char *status, const char *extra,
+                     long long length) {
     char head[1024];
     if (length >= 0) {
-        snprintf(head, sizeof(head), "HTTP/1.1 %s\r\n%sContent-Length: %lld\r\n\r\n", status,
-                 extra, length);
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 %s\r\n%sContent-Length: %lld\r\n\r\n", status, extra,
+                 length);
     } else {
         snprintf(head, sizeof(head), "HTTP/1.1 %s\r\n%s\r\n", status, extra);
     }
     return dss_send_all(fd, head, strlen(head));
 }
 
-static int send_small(int fd, int is_head, const char *status, const char *extra,
-                      const char *body) {
+static int send_small(int fd, int is_head, const char *status,
+                      const char *extra, const char *body) {
     size_t len = strlen(body);
     if (send_head(fd, status, extra, (long long)len) != 0) {
         return -1;
@@ -85,8 +87,8 @@ static int valid_id(const char *id) {
     }
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '-' || c == '_')) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || c == '-' || c == '_')) {
             return 0;
         }
     }
@@ -117,13 +119,15 @@ static int answer(bad_endpoint *b, int fd, const char *head) {
     char extra[512];
     int ok = 0;
     if (rest == NULL) {
-        return send_small(fd, is_head, "404 Not Found", conn, "") == 0 && !close_after;
+        return send_small(fd, is_head, "404 Not Found", conn, "") == 0 &&
+               !close_after;
     }
 
     /* ---- health ---- */
     if (strcmp(rest, "/healthcheck") == 0) {
-        int authorized = header(head, "Authorization", value, sizeof(value)) &&
-                         strcmp(value, "Basic ZHNzOnNlY3JldA==") == 0; /* dss:secret */
+        int authorized =
+            header(head, "Authorization", value, sizeof(value)) &&
+            strcmp(value, "Basic ZHNzOnNlY3JldA==") == 0; /* dss:secret */
         if (strcmp(mode, "hslow") == 0) {
             /* every fourth: one in any four polls in a row */
             pthread_mutex_lock(&b->lock);
@@ -134,19 +138,23 @@ static int answer(bad_endpoint *b, int fd, const char *head) {
             }
         }
         if (!b->healthy || strcmp(mode, "h503") == 0) {
-            ok = send_small(fd, is_head, "503 Service Unavailable", conn, "") == 0;
+            ok = send_small(fd, is_head, "503 Service Unavailable", conn, "") ==
+                 0;
         } else if (strcmp(mode, "hbody") == 0) {
             ok = send_small(fd, is_head, "200 OK", conn, "OK") == 0;
         } else if (strcmp(mode, "hauth") == 0 && !authorized) {
-            snprintf(extra, sizeof(extra), "WWW-Authenticate: Basic realm=\"DSS\"\r\n%s", conn);
-            ok = send_small(fd, is_head, "401 Unauthorized", extra, "<html>401</html>") == 0;
+            snprintf(extra, sizeof(extra),
+                     "WWW-Authenticate: Basic realm=\"DSS\"\r\n%s", conn);
+            ok = send_small(fd, is_head, "401 Unauthorized", extra,
+                            "<html>401</html>") == 0;
         } else {
             ok = send_small(fd, is_head, "200 OK", conn, "") == 0;
         }
         return ok && !close_after;
     }
     if (strncmp(rest, "/download/", 10) != 0) {
-        return send_small(fd, is_head, "404 Not Found", conn, "") == 0 && !close_after;
+        return send_small(fd, is_head, "404 Not Found", conn, "") == 0 &&
+               !close_after;
     }
 
     /* ---- download ---- */
@@ -155,35 +163,45 @@ static int answer(bad_endpoint *b, int fd, const char *head) {
         strcmp(mode, "wrongauth") == 0) {
         int given = header(head, "Authorization", value, sizeof(value));
         /* wrongauth: any password of user dss (base64 of "dss:" is ZHNzO) */
-        int accepted = strcmp(mode, "wrongauth") != 0
-                           ? given && strcmp(value, "Basic ZHNzOnNlY3JldA==") == 0
-                           : given && strncmp(value, "Basic ZHNzO", 11) == 0;
+        int accepted =
+            strcmp(mode, "wrongauth") != 0
+                ? given && strcmp(value, "Basic ZHNzOnNlY3JldA==") == 0
+                : given && strncmp(value, "Basic ZHNzO", 11) == 0;
         if (!accepted) {
-            snprintf(extra, sizeof(extra), "WWW-Authenticate: Basic realm=\"DSS\"\r\n%s", conn);
-            return send_small(fd, is_head, "401 Unauthorized", extra, "<html>401</html>") == 0 &&
+            snprintf(extra, sizeof(extra),
+                     "WWW-Authenticate: Basic realm=\"DSS\"\r\n%s", conn);
+            return send_small(fd, is_head, "401 Unauthorized", extra,
+                              "<html>401</html>") == 0 &&
                    !close_after;
         }
     }
     int exists = strcmp(mode, "anyid") == 0 || (valid_id(id) && id[0] == '1');
     if (!exists) {
-        return send_small(fd, is_head, "404 Not Found", conn, "<html>404</html>") == 0 &&
+        return send_small(fd, is_head, "404 Not Found", conn,
+                          "<html>404</html>") == 0 &&
                !close_after;
     }
     if (strcmp(mode, "status500") == 0) {
-        return send_small(fd, is_head, "500 Internal Server Error", conn, "<html>500</html>") ==
-                   0 &&
+        return send_small(fd, is_head, "500 Internal Server Error", conn,
+                          "<html>500</html>") == 0 &&
                !close_after;
     }
     if (strcmp(mode, "redirect") == 0) {
-        snprintf(extra, sizeof(extra), "Location: /good/download/%.100s\r\n%s", id, conn);
-        return send_small(fd, is_head, "302 Found", extra, "") == 0 && !close_after;
+        snprintf(extra, sizeof(extra), "Location: /good/download/%.100s\r\n%s",
+                 id, conn);
+        return send_small(fd, is_head, "302 Found", extra, "") == 0 &&
+               !close_after;
     }
     if (strcmp(mode, "accept") == 0 &&
-        !(header(head, "Accept", value, sizeof(value)) && strstr(value, "application/pdf"))) {
-        return send_small(fd, is_head, "406 Not Acceptable", conn, "") == 0 && !close_after;
+        !(header(head, "Accept", value, sizeof(value)) &&
+          strstr(value, "application/pdf"))) {
+        return send_small(fd, is_head, "406 Not Acceptable", conn, "") == 0 &&
+               !close_after;
     }
-    if (strcmp(mode, "cond") == 0 && header(head, "If-None-Match", value, sizeof(value))) {
-        return send_head(fd, "304 Not Modified", "ETag: \"v1\"\r\n", -1) == 0 && !close_after;
+    if (strcmp(mode, "cond") == 0 &&
+        header(head, "If-None-Match", value, sizeof(value))) {
+        return send_head(fd, "304 Not Modified", "ETag: \"v1\"\r\n", -1) == 0 &&
+               !close_after;
     }
     if (strcmp(mode, "slow") == 0) {
         /* only the first download: the checker's plain download */
@@ -197,7 +215,8 @@ static int answer(bad_endpoint *b, int fd, const char *head) {
 
     /* the bill's bytes */
     char tag[128];
-    size_t size = strcmp(mode, "huge") == 0 ? 6u * 1024 * 1024 : BAD_ENDPOINT_BILL_SIZE;
+    size_t size =
+        strcmp(mode, "huge") == 0 ? 6u * 1024 * 1024 : BAD_ENDPOINT_BILL_SIZE;
     snprintf(tag, sizeof(tag), "%.64s", valid_id(id) ? id : "any");
     pthread_mutex_lock(&b->lock);
     unsigned long served = ++b->served;
@@ -228,11 +247,13 @@ static int answer(bad_endpoint *b, int fd, const char *head) {
     long long from = 0, to = (long long)size - 1;
     const char *status = "200 OK";
     char range[256] = "";
-    if (strcmp(mode, "range") == 0 && header(head, "Range", value, sizeof(value)) &&
+    if (strcmp(mode, "range") == 0 &&
+        header(head, "Range", value, sizeof(value)) &&
         sscanf(value, "bytes=%lld-%lld", &from, &to) == 2 && from <= to &&
         to < (long long)size) {
         status = "206 Partial Content";
-        snprintf(range, sizeof(range), "Content-Range: bytes %lld-%lld/%zu\r\n", from, to, size);
+        snprintf(range, sizeof(range), "Content-Range: bytes %lld-%lld/%zu\r\n",
+                 from, to, size);
     } else {
         from = 0;
         to = (long long)size - 1;
@@ -261,7 +282,8 @@ static int answer(bad_endpoint *b, int fd, const char *head) {
         close_after = 1;
     } else {
         ok = send_head(fd, status, extra,
-                       is_head && strcmp(mode, "head") == 0 ? length + 1 : length) == 0 &&
+                       is_head && strcmp(mode, "head") == 0 ? length + 1
+                                                            : length) == 0 &&
              (is_head || dss_send_all(fd, body + from, (size_t)length) == 0);
     }
     free(bill);
@@ -400,4 +422,6 @@ void bad_endpoint_stop(bad_endpoint *b) {
     fprintf(stderr, "bad_endpoint: connection threads did not end\n");
 }
 
-void bad_endpoint_set_health(bad_endpoint *b, int healthy) { b->healthy = healthy; }
+void bad_endpoint_set_health(bad_endpoint *b, int healthy) {
+    b->healthy = healthy;
+}

@@ -46,12 +46,12 @@ typedef struct {
     volatile int healthy;
 
     pthread_mutex_t lock;
-    int connections;          /* connection threads alive */
+    int connections; /* connection threads alive */
     int fds[BAD_ENDPOINT_MAX_CONNECTIONS];
-    int in_flight;            /* downloads being answered (mode burst) */
-    unsigned long served;     /* downloads answered (mode varying) */
-    int hslow_served;         /* health polls in mode hslow */
-    int slow_served;          /* downloads in mode slow (only the first is) */
+    int in_flight;        /* downloads being answered (mode burst) */
+    unsigned long served; /* downloads answered (mode varying) */
+    int hslow_served;     /* health polls in mode hslow */
+    int slow_served;      /* downloads in mode slow (only the first is) */
 } bad_endpoint;
 
 int bad_endpoint_start(bad_endpoint *b);

@@ -49,7 +49,8 @@ typedef struct {
     char err[1 << 14];
 } run_result;
 
-static void append(char *buf, size_t cap, size_t *len, const char *data, size_t n) {
+static void append(char *buf, size_t cap, size_t *len, const char *data,
+                   size_t n) {
     if (*len + n >= cap) {
         n = cap - 1 - *len;
     }
@@ -86,8 +87,8 @@ static pid_t spawn(const char *const *args, int *out_fd, int *err_fd) {
 /* Reads what the child writes until it exits (at most 120 s), then reaps
  * it. Stops reading early when stop_at appears on stdout (then returns
  * with the child still running: status -2). */
-static void collect(pid_t pid, int out_fd, int err_fd, run_result *r, size_t *out_len,
-                    const char *stop_at) {
+static void collect(pid_t pid, int out_fd, int err_fd, run_result *r,
+                    size_t *out_len, const char *stop_at) {
     size_t err_len = 0;
     long long deadline = dss_now_ms() + 120000;
     int open_fds = 2;
@@ -141,18 +142,21 @@ static run_result *run_checker_args(const char *const *args) {
     assert_true(pid > 0);
     collect(pid, out_fd, err_fd, r, &out_len, NULL);
     if (getenv("DSS_CHECK_VERBOSE") || r->status < 0 || r->status > 2) {
-        fprintf(stderr, "---- dss-bill-check (exit %d):\n%s%s", r->status, r->out, r->err);
+        fprintf(stderr, "---- dss-bill-check (exit %d):\n%s%s", r->status,
+                r->out, r->err);
     }
     return r;
 }
-#define run_checker(...) run_checker_args((const char *const[]){__VA_ARGS__, NULL})
+#define run_checker(...)                                                       \
+    run_checker_args((const char *const[]){__VA_ARGS__, NULL})
 
 /* The report line of a check, e.g. line_of(r, "D3 range-ignored"), or NULL. */
 static const char *line_of(const run_result *r, const char *check) {
     static char line[4096];
     for (const char *at = r->out; *at;) {
         size_t len = strcspn(at, "\n");
-        if (len > 5 && len < sizeof(line) && strncmp(at + 5, check, strlen(check)) == 0 &&
+        if (len > 5 && len < sizeof(line) &&
+            strncmp(at + 5, check, strlen(check)) == 0 &&
             at[5 + strlen(check)] == ':') {
             memcpy(line, at, len);
             line[len] = '\0';
@@ -164,7 +168,8 @@ static const char *line_of(const run_result *r, const char *check) {
 }
 
 /* Asserts that check's verdict is word ("PASS", "FAIL", ...). */
-static void expect_verdict(const run_result *r, const char *word, const char *check) {
+static void expect_verdict(const run_result *r, const char *word,
+                           const char *check) {
     const char *line = line_of(r, check);
     if (line == NULL || strncmp(line, word, 4) != 0) {
         fail_msg("expected %s %s, got: %s\n---- output:\n%s%s", word, check,
@@ -289,14 +294,17 @@ static void assert_json_document(const char *text) {
     }
 }
 
-/* ---- nginx instances --------------------------------------------------------- */
+/* ---- nginx instances
+ * --------------------------------------------------------- */
 
 static void make_cert(const dss_nginx *n, int days) {
     char cmd[4 * PATH_MAX];
     snprintf(cmd, sizeof(cmd),
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days %d "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+             "-nodes -days %d "
              "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
-             "-keyout '%s/key.pem' -out '%s/cert.pem' 2>/dev/null && chmod 644 '%s/key.pem'",
+             "-keyout '%s/key.pem' -out '%s/cert.pem' 2>/dev/null && chmod 644 "
+             "'%s/key.pem'",
              days, n->prefix, n->prefix, n->prefix);
     assert_int_equal(system(cmd), 0);
 }
@@ -305,27 +313,34 @@ static void make_cert(const dss_nginx *n, int days) {
  * "openssl ca" (OpenSSL 3.0's x509 and req cannot backdate). */
 static void make_expired_cert(const dss_nginx *n) {
     char cmd[8 * PATH_MAX];
-    snprintf(cmd, sizeof(cmd),
-             "set -e; cd '%s' && mkdir ca && cd ca && touch index.txt && echo 01 > serial && "
-             "printf '[ca]\\ndefault_ca = x\\n[x]\\ndatabase = index.txt\\n"
-             "new_certs_dir = .\\nserial = serial\\ndefault_md = sha256\\npolicy = p\\n"
-             "copy_extensions = copy\\n[p]\\ncommonName = supplied\\n' > ca.cnf && "
-             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout ../key.pem "
-             "-out req.csr 2>/dev/null && "
-             "openssl ca -batch -config ca.cnf -selfsign -keyfile ../key.pem -in req.csr "
-             "-out ../cert.pem -startdate 20200101000000Z -enddate 20200102000000Z -notext "
-             "2>/dev/null && chmod 644 ../key.pem && cd .. && rm -rf ca",
-             n->prefix);
+    snprintf(
+        cmd, sizeof(cmd),
+        "set -e; cd '%s' && mkdir ca && cd ca && touch index.txt && echo 01 > "
+        "serial && "
+        "printf '[ca]\\ndefault_ca = x\\n[x]\\ndatabase = index.txt\\n"
+        "new_certs_dir = .\\nserial = serial\\ndefault_md = sha256\\npolicy = "
+        "p\\n"
+        "copy_extensions = copy\\n[p]\\ncommonName = supplied\\n' > ca.cnf && "
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout "
+        "../key.pem "
+        "-out req.csr 2>/dev/null && "
+        "openssl ca -batch -config ca.cnf -selfsign -keyfile ../key.pem -in "
+        "req.csr "
+        "-out ../cert.pem -startdate 20200101000000Z -enddate 20200102000000Z "
+        "-notext "
+        "2>/dev/null && chmod 644 ../key.pem && cd .. && rm -rf ca",
+        n->prefix);
     assert_int_equal(system(cmd), 0);
 }
 
 static void write_password_file(const dss_nginx *n, const char *password) {
     char cmd[2 * PATH_MAX];
     dss_write_file(dss_path(n, "password"), password, strlen(password));
-    snprintf(cmd, sizeof(cmd),
-             "printf 'dss:%%s\\n' \"$(openssl passwd -5 '%s')\" > '%s/htpasswd2'", password,
-             n->prefix);
+    snprintf(
+        cmd, sizeof(cmd),
+        "printf 'dss:%%s\\n' \"$(openssl passwd -5 '%s')\" > '%s/htpasswd2'",
+        password, n->prefix);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -336,7 +351,8 @@ static const char *const module_root_config =
     "    listen 127.0.0.1:@PORT@ ssl;\n"
     "    ssl_certificate @PREFIX@/cert.pem;\n"
     "    ssl_certificate_key @PREFIX@/key.pem;\n"
-    "    location = /dss/bill/healthcheck { dss_bill; dss_bill_root @PREFIX@/bills; }\n"
+    "    location = /dss/bill/healthcheck { dss_bill; dss_bill_root "
+    "@PREFIX@/bills; }\n"
     "    location /dss/bill/ {\n"
     "        auth_basic \"DSS\";\n"
     "        auth_basic_user_file @PREFIX@/htpasswd2;\n"
@@ -353,8 +369,10 @@ static void start_module_root(dss_nginx *n, int cert_days) {
         make_expired_cert(n);
     }
     write_password_file(n, PASSWORD);
-    dss_write_bill(dss_path(n, "bills/100000000001.pdf"), "100000000001", 50000);
-    dss_write_bill(dss_path(n, "bills/100000000002.pdf"), "100000000002", 200000);
+    dss_write_bill(dss_path(n, "bills/100000000001.pdf"), "100000000001",
+                   50000);
+    dss_write_bill(dss_path(n, "bills/100000000002.pdf"), "100000000002",
+                   200000);
     assert_int_equal(dss_nginx_start(n, module_root_config), 0);
 }
 
@@ -364,37 +382,44 @@ static const char *url_of(const dss_nginx *n) {
     return url;
 }
 
-/* ---- the module: every check passes ------------------------------------------ */
+/* ---- the module: every check passes
+ * ------------------------------------------ */
 
 static void test_all_checks_pass_against_the_module_root(void **state) {
     (void)state;
     dss_nginx n;
     start_module_root(&n, 400);
-    run_result *r = run_checker(url_of(&n), "--bill", "100000000001", "--bill", "100000000002",
-                                "--missing", "100000000404", "--cacert", dss_path(&n, "cert.pem"),
-                                "--user", "dss", "--password-file", dss_path(&n, "password"));
+    run_result *r = run_checker(
+        url_of(&n), "--bill", "100000000001", "--bill", "100000000002",
+        "--missing", "100000000404", "--cacert", dss_path(&n, "cert.pem"),
+        "--user", "dss", "--password-file", dss_path(&n, "password"));
     char bad_lines[4096];
     non_passing(r, bad_lines, sizeof(bad_lines));
     if (r->status != 0 || bad_lines[0]) {
-        fail_msg("exit %d, not passing: %s\n%s%s", r->status, bad_lines, r->out, r->err);
+        fail_msg("exit %d, not passing: %s\n%s%s", r->status, bad_lines, r->out,
+                 r->err);
     }
     /* every check ran (none skipped) and saw the real bills */
     assert_non_null(strstr(r->out, "\n24 passed, 0 failed, 0 skipped\n"));
     assert_non_null(strstr(line_of(r, "D3 download-status"),
-                           "bill 100000000001: 200, 50000 bytes; bill 100000000002: 200, 200000 bytes"));
+                           "bill 100000000001: 200, 50000 bytes; bill "
+                           "100000000002: 200, 200000 bytes"));
     assert_non_null(strstr(line_of(r, "T1 certificate"), "days left"));
-    assert_non_null(strstr(line_of(r, "T2 basic-auth"), "without credentials: 401"));
+    assert_non_null(
+        strstr(line_of(r, "T2 basic-auth"), "without credentials: 401"));
     assert_no_password(r, PASSWORD);
     free(r);
 
     /* the same with the password from the environment, as JSON */
     setenv("DSS_CHECK_TEST_PASSWORD", PASSWORD, 1);
-    r = run_checker(url_of(&n), "--bill", "100000000001", "--cacert", dss_path(&n, "cert.pem"),
-                    "--user", "dss", "--password-env", "DSS_CHECK_TEST_PASSWORD", "--json");
+    r = run_checker(url_of(&n), "--bill", "100000000001", "--cacert",
+                    dss_path(&n, "cert.pem"), "--user", "dss", "--password-env",
+                    "DSS_CHECK_TEST_PASSWORD", "--json");
     unsetenv("DSS_CHECK_TEST_PASSWORD");
     assert_int_equal(r->status, 0);
     assert_json_document(r->out);
-    assert_non_null(strstr(r->out, "\"name\": \"basic-auth\", \"verdict\": \"PASS\""));
+    assert_non_null(
+        strstr(r->out, "\"name\": \"basic-auth\", \"verdict\": \"PASS\""));
     assert_non_null(strstr(r->out, "\"failed\": 0"));
     assert_non_null(strstr(r->out, "\"exit_status\": 0"));
     assert_no_password(r, PASSWORD);
@@ -407,7 +432,8 @@ static void test_all_checks_pass_against_the_module_archive(void **state) {
     dss_nginx archive, n;
     char config[2048];
     assert_int_equal(dss_nginx_prepare(&archive), 0);
-    dss_write_bill(dss_path(&archive, "bills/100000000007.pdf"), "100000000007", 120000);
+    dss_write_bill(dss_path(&archive, "bills/100000000007.pdf"), "100000000007",
+                   120000);
     assert_int_equal(dss_nginx_start(&archive, "server {\n"
                                                "    listen 127.0.0.1:@PORT@;\n"
                                                "    root @PREFIX@/bills;\n"
@@ -429,56 +455,66 @@ static void test_all_checks_pass_against_the_module_archive(void **state) {
              "}\n",
              archive.port);
     assert_int_equal(dss_nginx_start(&n, config), 0);
-    run_result *r = run_checker(url_of(&n), "--bill", "100000000007", "--missing", "100000000404",
-                                "--cacert", dss_path(&n, "cert.pem"));
+    run_result *r =
+        run_checker(url_of(&n), "--bill", "100000000007", "--missing",
+                    "100000000404", "--cacert", dss_path(&n, "cert.pem"));
     char bad_lines[4096];
     non_passing(r, bad_lines, sizeof(bad_lines));
     if (r->status != 0 || bad_lines[0]) {
-        fail_msg("exit %d, not passing: %s\n%s%s", r->status, bad_lines, r->out, r->err);
+        fail_msg("exit %d, not passing: %s\n%s%s", r->status, bad_lines, r->out,
+                 r->err);
     }
     /* without --user only the Basic-auth check is skipped */
     assert_non_null(strstr(r->out, "\n23 passed, 0 failed, 1 skipped\n"));
     expect_verdict(r, "SKIP", "T2 basic-auth");
-    assert_non_null(strstr(line_of(r, "D3 download-status"), "bill 100000000007: 200, 120000 bytes"));
+    assert_non_null(strstr(line_of(r, "D3 download-status"),
+                           "bill 100000000007: 200, 120000 bytes"));
     free(r);
     dss_nginx_cleanup(&n);
     dss_nginx_cleanup(&archive);
 }
 
-/* ---- stock nginx configurations a utility might write ------------------------ */
+/* ---- stock nginx configurations a utility might write
+ * ------------------------ */
 
 static run_result *check_stock(dss_nginx *n, const char *config) {
     assert_int_equal(dss_nginx_prepare(n), 0);
     make_cert(n, 400);
-    dss_write_bill(dss_path(n, "bills/100000000001.pdf"), "100000000001", 40000);
+    dss_write_bill(dss_path(n, "bills/100000000001.pdf"), "100000000001",
+                   40000);
     dss_write_bill(dss_path(n, "bills/100000000001"), "100000000001", 40000);
     assert_int_equal(dss_nginx_start(n, config), 0);
-    return run_checker(url_of(n), "--bill", "100000000001", "--missing", "100000000404",
-                       "--cacert", dss_path(n, "cert.pem"));
+    return run_checker(url_of(n), "--bill", "100000000001", "--missing",
+                       "100000000404", "--cacert", dss_path(n, "cert.pem"));
 }
 
-static void test_D3_stock_alias_and_return_200_fails_range_and_conditional(void **state) {
+static void
+test_D3_stock_alias_and_return_200_fails_range_and_conditional(void **state) {
     (void)state;
     dss_nginx n;
-    run_result *r = check_stock(
-        &n, "server {\n"
-            "    listen 127.0.0.1:@PORT@ ssl;\n"
-            "    ssl_certificate @PREFIX@/cert.pem;\n"
-            "    ssl_certificate_key @PREFIX@/key.pem;\n"
-            "    location = /dss/bill/healthcheck { return 200; }\n"
-            "    location ~ ^/dss/bill/download/(?<bill>[^/]+)$ {\n"
-            "        default_type application/pdf;\n"
-            "        alias @PREFIX@/bills/$bill.pdf;\n"
-            "    }\n"
-            "}\n");
+    run_result *r =
+        check_stock(&n, "server {\n"
+                        "    listen 127.0.0.1:@PORT@ ssl;\n"
+                        "    ssl_certificate @PREFIX@/cert.pem;\n"
+                        "    ssl_certificate_key @PREFIX@/key.pem;\n"
+                        "    location = /dss/bill/healthcheck { return 200; }\n"
+                        "    location ~ ^/dss/bill/download/(?<bill>[^/]+)$ {\n"
+                        "        default_type application/pdf;\n"
+                        "        alias @PREFIX@/bills/$bill.pdf;\n"
+                        "    }\n"
+                        "}\n");
     char bad_lines[4096];
     non_passing(r, bad_lines, sizeof(bad_lines));
     assert_int_equal(r->status, 1);
-    assert_string_equal(bad_lines,
-                        "FAIL D3 range-ignored,FAIL D3 conditional-ignored,FAIL D7 statuses,");
-    assert_non_null(strstr(line_of(r, "D3 range-ignored"), "206 Partial Content"));
-    assert_non_null(strstr(line_of(r, "D3 conditional-ignored"), "304 Not Modified"));
-    expect_verdict(r, "PASS", "H2 health"); /* return 200 has Content-Length: 0 */
+    assert_string_equal(
+        bad_lines,
+        "FAIL D3 range-ignored,FAIL D3 conditional-ignored,FAIL D7 statuses,");
+    assert_non_null(
+        strstr(line_of(r, "D3 range-ignored"), "206 Partial Content"));
+    assert_non_null(
+        strstr(line_of(r, "D3 conditional-ignored"), "304 Not Modified"));
+    expect_verdict(r, "PASS",
+                   "H2 health"); /* return 200 has Content-Length: 0 */
     free(r);
     dss_nginx_cleanup(&n);
 }
@@ -503,7 +539,8 @@ static void test_D3_stock_proxy_to_a_chunked_archive_fails(void **state) {
     assert_int_equal(r->status, 1);
     expect_verdict(r, "FAIL", "D3 not-chunked");
     expect_verdict(r, "FAIL", "D3 content-length");
-    assert_non_null(strstr(line_of(r, "D3 not-chunked"), "Transfer-Encoding: chunked"));
+    assert_non_null(
+        strstr(line_of(r, "D3 not-chunked"), "Transfer-Encoding: chunked"));
     /* the archive answers every id: the missing bill is a 200 too */
     expect_verdict(r, "FAIL", "D5 missing");
     free(r);
@@ -537,8 +574,8 @@ static void test_D3_D8_stock_proxy_to_an_html_error_page_fails(void **state) {
     free(r);
 
     /* an archive's HTML error page passed on with its status */
-    r = run_checker(url_of(&n), "--bill", "100000000001", "--prefix", "/dss/bill503",
-                    "--cacert", dss_path(&n, "cert.pem"));
+    r = run_checker(url_of(&n), "--bill", "100000000001", "--prefix",
+                    "/dss/bill503", "--cacert", dss_path(&n, "cert.pem"));
     assert_int_equal(r->status, 1);
     expect_verdict(r, "FAIL", "D3 download-status");
     expect_verdict(r, "FAIL", "D7 statuses");
@@ -552,29 +589,33 @@ static void test_D3_D8_stock_proxy_to_an_html_error_page_fails(void **state) {
 static void test_D3_stock_range_honouring_static_location_fails(void **state) {
     (void)state;
     dss_nginx n;
-    run_result *r = check_stock(&n, "server {\n"
-                                    "    listen 127.0.0.1:@PORT@ ssl;\n"
-                                    "    ssl_certificate @PREFIX@/cert.pem;\n"
-                                    "    ssl_certificate_key @PREFIX@/key.pem;\n"
-                                    "    location = /dss/bill/healthcheck { return 200; }\n"
-                                    "    location /dss/bill/download/ {\n"
-                                    "        alias @PREFIX@/bills/;\n"
-                                    "        default_type application/pdf;\n"
-                                    "        etag off;\n"
-                                    "        if_modified_since off;\n"
-                                    "    }\n"
-                                    "}\n");
+    run_result *r =
+        check_stock(&n, "server {\n"
+                        "    listen 127.0.0.1:@PORT@ ssl;\n"
+                        "    ssl_certificate @PREFIX@/cert.pem;\n"
+                        "    ssl_certificate_key @PREFIX@/key.pem;\n"
+                        "    location = /dss/bill/healthcheck { return 200; }\n"
+                        "    location /dss/bill/download/ {\n"
+                        "        alias @PREFIX@/bills/;\n"
+                        "        default_type application/pdf;\n"
+                        "        etag off;\n"
+                        "        if_modified_since off;\n"
+                        "    }\n"
+                        "}\n");
     char bad_lines[4096];
     non_passing(r, bad_lines, sizeof(bad_lines));
     assert_int_equal(r->status, 1);
-    assert_string_equal(bad_lines,
-                        "FAIL D3 range-ignored,FAIL D3 conditional-ignored,FAIL D7 statuses,");
-    assert_non_null(strstr(line_of(r, "D3 conditional-ignored"), "If-None-Match"));
+    assert_string_equal(
+        bad_lines,
+        "FAIL D3 range-ignored,FAIL D3 conditional-ignored,FAIL D7 statuses,");
+    assert_non_null(
+        strstr(line_of(r, "D3 conditional-ignored"), "If-None-Match"));
     free(r);
     dss_nginx_cleanup(&n);
 }
 
-/* ---- every check, against an endpoint broken for it ------------------------- */
+/* ---- every check, against an endpoint broken for it -------------------------
+ */
 
 typedef struct {
     const char *mode;
@@ -596,7 +637,8 @@ static const broken_case broken[] = {
     {"slow", "FAIL T4 timing,", 0},
     /* every comparison with the plain download fails */
     {"varying",
-     "FAIL D1 accept-ignored,FAIL D9 same-bytes,FAIL T5 parallel,FAIL D3 range-ignored,"
+     "FAIL D1 accept-ignored,FAIL D9 same-bytes,FAIL T5 parallel,FAIL D3 "
+     "range-ignored,"
      "FAIL D3 conditional-ignored,",
      0},
     {"burst", "FAIL T5 parallel,", 0},
@@ -632,19 +674,22 @@ static void test_every_check_fails_against_its_broken_endpoint(void **state) {
         long long started = dss_now_ms();
         run_result *r =
             c->with_user
-                ? run_checker(bad_url, "--prefix", prefix, "--bill", "100000000001", "--missing",
-                              "200000000404", "--user", "dss", "--password-file", pwfile)
-                : run_checker(bad_url, "--prefix", prefix, "--bill", "100000000001", "--missing",
-                              "200000000404");
+                ? run_checker(bad_url, "--prefix", prefix, "--bill",
+                              "100000000001", "--missing", "200000000404",
+                              "--user", "dss", "--password-file", pwfile)
+                : run_checker(bad_url, "--prefix", prefix, "--bill",
+                              "100000000001", "--missing", "200000000404");
         snprintf(expected, sizeof(expected), "FAIL T1 https,%s", c->expected);
         non_passing(r, got, sizeof(got));
         /* FAIL T1 https always: bad_endpoint speaks plain HTTP */
         if (strcmp(got, expected) != 0 || r->status != 1) {
-            fprintf(stderr, "mode %s: exit %d, expected \"%s\", got \"%s\"\n%s%s\n", c->mode,
-                    r->status, expected, got, r->out, r->err);
+            fprintf(stderr,
+                    "mode %s: exit %d, expected \"%s\", got \"%s\"\n%s%s\n",
+                    c->mode, r->status, expected, got, r->out, r->err);
             failures++;
         } else {
-            printf("mode %-9s %5lld ms: %s\n", c->mode, dss_now_ms() - started, got);
+            printf("mode %-9s %5lld ms: %s\n", c->mode, dss_now_ms() - started,
+                   got);
         }
         assert_no_password(r, "secret");
         free(r);
@@ -654,27 +699,31 @@ static void test_every_check_fails_against_its_broken_endpoint(void **state) {
     assert_int_equal(failures, 0);
 }
 
-/* ---- T1: TLS --------------------------------------------------------------- */
+/* ---- T1: TLS ---------------------------------------------------------------
+ */
 
 static void test_T1_tls_1_1_only_server_fails(void **state) {
     (void)state;
     dss_nginx n;
     assert_int_equal(dss_nginx_prepare(&n), 0);
     make_cert(&n, 400);
-    assert_int_equal(dss_nginx_start(&n, "server {\n"
-                                         "    listen 127.0.0.1:@PORT@ ssl;\n"
-                                         "    ssl_certificate @PREFIX@/cert.pem;\n"
-                                         "    ssl_certificate_key @PREFIX@/key.pem;\n"
-                                         "    ssl_protocols TLSv1 TLSv1.1;\n"
-                                         "    ssl_ciphers DEFAULT:@SECLEVEL=0;\n"
-                                         "    location = /dss/bill/healthcheck { return 200; }\n"
-                                         "}\n"),
-                     0);
-    run_result *r =
-        run_checker(url_of(&n), "--bill", "100000000001", "--cacert", dss_path(&n, "cert.pem"));
+    assert_int_equal(
+        dss_nginx_start(&n,
+                        "server {\n"
+                        "    listen 127.0.0.1:@PORT@ ssl;\n"
+                        "    ssl_certificate @PREFIX@/cert.pem;\n"
+                        "    ssl_certificate_key @PREFIX@/key.pem;\n"
+                        "    ssl_protocols TLSv1 TLSv1.1;\n"
+                        "    ssl_ciphers DEFAULT:@SECLEVEL=0;\n"
+                        "    location = /dss/bill/healthcheck { return 200; }\n"
+                        "}\n"),
+        0);
+    run_result *r = run_checker(url_of(&n), "--bill", "100000000001",
+                                "--cacert", dss_path(&n, "cert.pem"));
     assert_int_equal(r->status, 1);
     expect_verdict(r, "FAIL", "T1 tls-version");
-    expect_verdict(r, "SKIP", "D3 download-status"); /* nothing else can be seen */
+    expect_verdict(r, "SKIP",
+                   "D3 download-status"); /* nothing else can be seen */
     assert_non_null(strstr(r->out, "no TLS connection could be made (see T1)"));
     free(r);
     dss_nginx_cleanup(&n);
@@ -686,12 +735,14 @@ static void test_T1_certificate_untrusted_expiring_expired(void **state) {
 
     /* the harness's certificate is valid for 2 days: a warning, exit 0 */
     start_module_root(&n, 0);
-    run_result *r = run_checker(url_of(&n), "--bill", "100000000001", "--cacert",
-                                dss_path(&n, "cert.pem"), "--user", "dss", "--password-file",
-                                dss_path(&n, "password"));
+    run_result *r =
+        run_checker(url_of(&n), "--bill", "100000000001", "--cacert",
+                    dss_path(&n, "cert.pem"), "--user", "dss",
+                    "--password-file", dss_path(&n, "password"));
     assert_int_equal(r->status, 0);
     expect_verdict(r, "WARN", "T1 certificate");
-    assert_non_null(strstr(line_of(r, "T1 certificate"), "expires within 30 days"));
+    assert_non_null(
+        strstr(line_of(r, "T1 certificate"), "expires within 30 days"));
     free(r);
 
     /* not trusted (no --cacert, no --insecure): a failure, nothing else */
@@ -705,14 +756,17 @@ static void test_T1_certificate_untrusted_expiring_expired(void **state) {
 
     /* expired: a failure, whether verified or not */
     start_module_root(&n, -1);
-    r = run_checker(url_of(&n), "--bill", "100000000001", "--insecure", "--user", "dss",
-                    "--password-file", dss_path(&n, "password"));
+    r = run_checker(url_of(&n), "--bill", "100000000001", "--insecure",
+                    "--user", "dss", "--password-file",
+                    dss_path(&n, "password"));
     assert_int_equal(r->status, 1);
     expect_verdict(r, "FAIL", "T1 certificate");
     assert_non_null(strstr(line_of(r, "T1 certificate"), "expired 2020-01-02"));
-    expect_verdict(r, "PASS", "D3 download-status"); /* --insecure: the rest runs */
+    expect_verdict(r, "PASS",
+                   "D3 download-status"); /* --insecure: the rest runs */
     free(r);
-    r = run_checker(url_of(&n), "--bill", "100000000001", "--cacert", dss_path(&n, "cert.pem"));
+    r = run_checker(url_of(&n), "--bill", "100000000001", "--cacert",
+                    dss_path(&n, "cert.pem"));
     assert_int_equal(r->status, 1);
     expect_verdict(r, "FAIL", "T1 certificate");
     assert_non_null(strstr(line_of(r, "T1 certificate"), "expired"));
@@ -720,42 +774,52 @@ static void test_T1_certificate_untrusted_expiring_expired(void **state) {
     dss_nginx_cleanup(&n);
 }
 
-/* ---- output modes and exit statuses ------------------------------------------ */
+/* ---- output modes and exit statuses
+ * ------------------------------------------ */
 
 static void test_json_names_each_rule_and_verdict(void **state) {
     (void)state;
     char prefix[] = "/chunked";
-    run_result *r = run_checker(bad_url, "--prefix", prefix, "--bill", "100000000001", "--json");
+    run_result *r = run_checker(bad_url, "--prefix", prefix, "--bill",
+                                "100000000001", "--json");
     assert_int_equal(r->status, 1);
     assert_json_document(r->out);
-    assert_non_null(strstr(r->out, "{\"rule\": \"D3\", \"name\": \"not-chunked\", "
-                                   "\"verdict\": \"FAIL\""));
-    assert_non_null(strstr(r->out, "{\"rule\": \"T1\", \"name\": \"https\", \"verdict\": \"FAIL\""));
+    assert_non_null(strstr(r->out,
+                           "{\"rule\": \"D3\", \"name\": \"not-chunked\", "
+                           "\"verdict\": \"FAIL\""));
+    assert_non_null(strstr(
+        r->out,
+        "{\"rule\": \"T1\", \"name\": \"https\", \"verdict\": \"FAIL\""));
     assert_non_null(strstr(r->out, "\"failed\": 4")); /* T1, D3 x 2, D7 head */
     assert_non_null(strstr(r->out, "\"exit_status\": 1"));
     assert_null(strstr(r->out, "\nFAIL ")); /* no report lines mixed in */
     free(r);
 }
 
-static void test_H2_watch_prints_changes_and_fails_when_a_poll_fails(void **state) {
+static void
+test_H2_watch_prints_changes_and_fails_when_a_poll_fails(void **state) {
     (void)state;
     dss_nginx n;
     start_module_root(&n, 400);
 
     /* healthy throughout: one line, exit 0 */
-    run_result *r = run_checker(url_of(&n), "--watch", "--interval", "100ms", "--count", "3",
-                                "--cacert", dss_path(&n, "cert.pem"));
+    run_result *r =
+        run_checker(url_of(&n), "--watch", "--interval", "100ms", "--count",
+                    "3", "--cacert", dss_path(&n, "cert.pem"));
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, " healthy: 200, Content-Length: 0"));
-    assert_non_null(strstr(r->out, "watch: 3 polls, 3 healthy, 0 failed, 0 changes of state\n"));
+    assert_non_null(strstr(
+        r->out, "watch: 3 polls, 3 healthy, 0 failed, 0 changes of state\n"));
     free(r);
 
     /* the endpoint stops halfway: a timestamped change line, exit 1 */
     r = calloc(1, sizeof(*r));
     int out_fd, err_fd;
     size_t out_len = 0;
-    const char *args[] = {url_of(&n), "--watch",  "--interval", "200ms", "--count", "12",
-                          "--cacert", dss_path(&n, "cert.pem"), NULL};
+    const char *args[] = {
+        url_of(&n), "--watch", "--interval", "200ms",
+        "--count",  "12",      "--cacert",   dss_path(&n, "cert.pem"),
+        NULL};
     pid_t pid = spawn(args, &out_fd, &err_fd);
     assert_true(pid > 0);
     collect(pid, out_fd, err_fd, r, &out_len, " healthy: ");
@@ -780,12 +844,13 @@ static void test_H2_watch_prints_changes_and_fails_when_a_poll_fails(void **stat
 
     /* --json --watch: one document with the watch log */
     bad_endpoint_set_health(&bad, 0);
-    r = run_checker(bad_url, "--prefix", "/good", "--watch", "--interval", "50ms", "--count",
-                    "2", "--json");
+    r = run_checker(bad_url, "--prefix", "/good", "--watch", "--interval",
+                    "50ms", "--count", "2", "--json");
     bad_endpoint_set_health(&bad, 1);
     assert_int_equal(r->status, 1);
     assert_json_document(r->out);
-    assert_non_null(strstr(r->out, "\"polls\": 2, \"healthy\": 0, \"failed\": 2"));
+    assert_non_null(
+        strstr(r->out, "\"polls\": 2, \"healthy\": 0, \"failed\": 2"));
     free(r);
 }
 
@@ -794,7 +859,8 @@ static void test_exit_status_2_for_usage_and_unreachable(void **state) {
     run_result *r = run_checker("https://127.0.0.1:1");
     assert_int_equal(r->status, 2); /* no --bill */
     free(r);
-    r = run_checker("https://127.0.0.1:1", "--bill", "1", "--password", "hunter2");
+    r = run_checker("https://127.0.0.1:1", "--bill", "1", "--password",
+                    "hunter2");
     assert_int_equal(r->status, 2);
     assert_no_password(r, "hunter2");
     free(r);
@@ -841,7 +907,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_checks_pass_against_the_module_root),
         cmocka_unit_test(test_all_checks_pass_against_the_module_archive),
-        cmocka_unit_test(test_D3_stock_alias_and_return_200_fails_range_and_conditional),
+        cmocka_unit_test(
+            test_D3_stock_alias_and_return_200_fails_range_and_conditional),
         cmocka_unit_test(test_D3_stock_proxy_to_a_chunked_archive_fails),
         cmocka_unit_test(test_D3_D8_stock_proxy_to_an_html_error_page_fails),
         cmocka_unit_test(test_D3_stock_range_honouring_static_location_fails),
@@ -849,7 +916,8 @@ int main(void) {
         cmocka_unit_test(test_T1_tls_1_1_only_server_fails),
         cmocka_unit_test(test_T1_certificate_untrusted_expiring_expired),
         cmocka_unit_test(test_json_names_each_rule_and_verdict),
-        cmocka_unit_test(test_H2_watch_prints_changes_and_fails_when_a_poll_fails),
+        cmocka_unit_test(
+            test_H2_watch_prints_changes_and_fails_when_a_poll_fails),
         cmocka_unit_test(test_exit_status_2_for_usage_and_unreachable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

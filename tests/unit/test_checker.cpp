@@ -54,7 +54,9 @@ Exchange good_bill(const std::string &body = pdf(2000)) {
                    {"content-length", std::to_string(body.size())}});
 }
 
-Exchange good_health() { return answer(200, "", {{"content-length", "0"}}); }
+Exchange good_health() {
+    return answer(200, "", {{"content-length", "0"}});
+}
 
 Settings settings() {
     Settings s;
@@ -63,23 +65,25 @@ Settings settings() {
     return s;
 }
 
-#define assert_verdict(expected, judge, ...)                                                   \
-    do {                                                                                       \
-        Outcome o_ = judge(Evidence{__VA_ARGS__}, settings());                                 \
-        if (o_.verdict != (expected)) {                                                        \
-            fail_msg("%s: %s, expected %s (%s; observed %s)", #judge, verdict_word(o_.verdict), \
-                     verdict_word(expected), o_.reason.c_str(), o_.observed.c_str());          \
-        }                                                                                      \
+#define assert_verdict(expected, judge, ...)                                   \
+    do {                                                                       \
+        Outcome o_ = judge(Evidence{__VA_ARGS__}, settings());                 \
+        if (o_.verdict != (expected)) {                                        \
+            fail_msg("%s: %s, expected %s (%s; observed %s)", #judge,          \
+                     verdict_word(o_.verdict), verdict_word(expected),         \
+                     o_.reason.c_str(), o_.observed.c_str());                  \
+        }                                                                      \
     } while (0)
 
 } // namespace
 
-// ---- the table ---------------------------------------------------------------
+// ---- the table
+// ---------------------------------------------------------------
 
 static void test_checks_name_contract_rules(void **) {
-    static const std::set<std::string> rules = {"D1", "D2", "D3", "D4", "D5", "D6", "D7",
-                                                "D8", "D9", "H1", "H2", "H3", "H4", "T1",
-                                                "T2", "T3", "T4", "T5", "T6"};
+    static const std::set<std::string> rules = {
+        "D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "H1",
+        "H2", "H3", "H4", "T1", "T2", "T3", "T4", "T5", "T6"};
     std::set<std::string> names;
     std::string help = help_text();
     for (const Check &c : checks()) {
@@ -89,7 +93,8 @@ static void test_checks_name_contract_rules(void **) {
         assert_true(names.insert(c.name).second); // names are unique
         assert_non_null(c.judge);
         // --help explains every check in its words
-        assert_non_null(strstr(help.c_str(), (std::string(c.rule) + " " + c.name).c_str()));
+        assert_non_null(
+            strstr(help.c_str(), (std::string(c.rule) + " " + c.name).c_str()));
         std::string first_words = std::string(c.title).substr(0, 20);
         assert_non_null(strstr(help.c_str(), first_words.c_str()));
     }
@@ -109,7 +114,8 @@ static void test_probes_are_shared_by_key(void **) {
 
 static void test_D5_hostile_ids_cover_the_tricks(void **) {
     auto ids = hostile_ids("123456789012");
-    bool traversal = false, nul = false, overlong = false, dots = false, encoded_slash = false;
+    bool traversal = false, nul = false, overlong = false, dots = false,
+         encoded_slash = false;
     for (const auto &id : ids) {
         traversal |= id.find("..%2F") != std::string::npos;
         encoded_slash |= id.find("123456789012%2F") != std::string::npos;
@@ -123,7 +129,8 @@ static void test_D5_hostile_ids_cover_the_tricks(void **) {
 static void test_skip_reasons(void **) {
     Settings s;
     s.https = false;
-    const Check *auth = nullptr, *cert = nullptr, *missing = nullptr, *health = nullptr;
+    const Check *auth = nullptr, *cert = nullptr, *missing = nullptr,
+                *health = nullptr;
     for (const Check &c : checks()) {
         std::string n = c.name;
         auth = n == "basic-auth" ? &c : auth;
@@ -141,13 +148,16 @@ static void test_skip_reasons(void **) {
     assert_true(skip_reason(*missing, s).empty());
 }
 
-// ---- transport ---------------------------------------------------------------
+// ---- transport
+// ---------------------------------------------------------------
 
 static void test_T1_https_and_tls_version(void **) {
     Settings s = settings();
-    assert_int_equal(static_cast<int>(judge_https({}, s).verdict), static_cast<int>(Verdict::pass));
+    assert_int_equal(static_cast<int>(judge_https({}, s).verdict),
+                     static_cast<int>(Verdict::pass));
     s.https = false;
-    assert_int_equal(static_cast<int>(judge_https({}, s).verdict), static_cast<int>(Verdict::fail));
+    assert_int_equal(static_cast<int>(judge_https({}, s).verdict),
+                     static_cast<int>(Verdict::fail));
 
     Exchange e = good_health();
     e.tls_version = "TLSv1.3";
@@ -180,21 +190,28 @@ static void test_T1_certificate_expiry(void **) {
 }
 
 static void test_T2_basic_auth(void **) {
-    Exchange denied = answer(401, "<html>401</html>", {{"www-authenticate", "Basic"}});
+    Exchange denied =
+        answer(401, "<html>401</html>", {{"www-authenticate", "Basic"}});
     assert_verdict(Verdict::pass, judge_basic_auth, {denied}, {denied});
     assert_verdict(Verdict::fail, judge_basic_auth, {good_bill()}, {denied});
     assert_verdict(Verdict::fail, judge_basic_auth, {denied}, {good_bill()});
-    assert_verdict(Verdict::fail, judge_basic_auth, {answer(403, "")}, {denied});
+    assert_verdict(Verdict::fail, judge_basic_auth, {answer(403, "")},
+                   {denied});
 }
 
-// ---- health --------------------------------------------------------------------
+// ---- health
+// --------------------------------------------------------------------
 
 static void test_H2_health(void **) {
     assert_verdict(Verdict::pass, judge_health, {good_health()});
-    assert_verdict(Verdict::fail, judge_health, {answer(503, "", {{"content-length", "0"}})});
-    assert_verdict(Verdict::fail, judge_health, {answer(200, "OK", {{"content-length", "2"}})});
-    assert_verdict(Verdict::fail, judge_health, {answer(200, "", {{"transfer-encoding", "chunked"}})});
-    assert_verdict(Verdict::fail, judge_health, {answer(200, "")}); // no Content-Length
+    assert_verdict(Verdict::fail, judge_health,
+                   {answer(503, "", {{"content-length", "0"}})});
+    assert_verdict(Verdict::fail, judge_health,
+                   {answer(200, "OK", {{"content-length", "2"}})});
+    assert_verdict(Verdict::fail, judge_health,
+                   {answer(200, "", {{"transfer-encoding", "chunked"}})});
+    assert_verdict(Verdict::fail, judge_health,
+                   {answer(200, "")}); // no Content-Length
     Exchange none;
     none.error = "Connection reset by peer";
     assert_verdict(Verdict::fail, judge_health, {none});
@@ -203,9 +220,13 @@ static void test_H2_health(void **) {
 static void test_H1_health_without_credentials(void **) {
     assert_verdict(Verdict::pass, judge_health_open, {good_health()});
     Outcome o = judge_health_open(
-        Evidence{{answer(401, "", {{"www-authenticate", "Basic realm=\"DSS\""}})}}, settings());
-    assert_int_equal(static_cast<int>(o.verdict), static_cast<int>(Verdict::warn));
-    assert_non_null(strstr(o.observed.c_str(), "Basic realm")); // what it requires
+        Evidence{
+            {answer(401, "", {{"www-authenticate", "Basic realm=\"DSS\""}})}},
+        settings());
+    assert_int_equal(static_cast<int>(o.verdict),
+                     static_cast<int>(Verdict::warn));
+    assert_non_null(
+        strstr(o.observed.c_str(), "Basic realm")); // what it requires
 }
 
 static void test_H4_health_fast(void **) {
@@ -215,11 +236,13 @@ static void test_H4_health_fast(void **) {
     assert_verdict(Verdict::fail, judge_health_fast, series);
 }
 
-// ---- download ------------------------------------------------------------------
+// ---- download
+// ------------------------------------------------------------------
 
 static void test_D3_status_type_length_framing(void **) {
     assert_verdict(Verdict::pass, judge_download_status, {good_bill()});
-    assert_verdict(Verdict::fail, judge_download_status, {good_bill(), answer(500, "")});
+    assert_verdict(Verdict::fail, judge_download_status,
+                   {good_bill(), answer(500, "")});
 
     assert_verdict(Verdict::pass, judge_content_type, {good_bill()});
     Exchange e = good_bill();
@@ -258,8 +281,10 @@ static void test_D8_pdf_and_D4_size(void **) {
     std::string no_eof = "%PDF-1.4\n" + std::string(3000, 'x');
     assert_verdict(Verdict::warn, judge_pdf, {good_bill(no_eof)});
 
-    assert_verdict(Verdict::pass, judge_max_size, {good_bill(pdf(5 * 1024 * 1024))});
-    assert_verdict(Verdict::fail, judge_max_size, {good_bill(pdf(5 * 1024 * 1024 + 1))});
+    assert_verdict(Verdict::pass, judge_max_size,
+                   {good_bill(pdf(5 * 1024 * 1024))});
+    assert_verdict(Verdict::fail, judge_max_size,
+                   {good_bill(pdf(5 * 1024 * 1024 + 1))});
 }
 
 static void test_T4_timing(void **) {
@@ -302,12 +327,15 @@ static void test_D7_head(void **) {
 static void test_D3_range_and_conditional_ignored(void **) {
     Exchange bill = good_bill();
     assert_verdict(Verdict::pass, judge_range, {bill}, {bill});
-    Exchange partial = answer(206, bill.body.substr(0, 100), {{"content-range", "bytes 0-99/2000"}});
+    Exchange partial = answer(206, bill.body.substr(0, 100),
+                              {{"content-range", "bytes 0-99/2000"}});
     assert_verdict(Verdict::fail, judge_range, {bill}, {partial});
 
     assert_verdict(Verdict::pass, judge_conditional, {bill}, {bill}, {bill});
-    assert_verdict(Verdict::fail, judge_conditional, {bill}, {answer(304, "")}, {bill});
-    assert_verdict(Verdict::fail, judge_conditional, {bill}, {bill}, {answer(304, "")});
+    assert_verdict(Verdict::fail, judge_conditional, {bill}, {answer(304, "")},
+                   {bill});
+    assert_verdict(Verdict::fail, judge_conditional, {bill}, {bill},
+                   {answer(304, "")});
 }
 
 static void test_D5_missing_and_hostile(void **) {
@@ -315,16 +343,18 @@ static void test_D5_missing_and_hostile(void **) {
     assert_verdict(Verdict::fail, judge_missing, {good_bill()});
     assert_verdict(Verdict::fail, judge_missing, {answer(403, "")});
 
-    std::vector<Exchange> hostile = {answer(404, ""), answer(400, ""), answer(404, "")};
+    std::vector<Exchange> hostile = {answer(404, ""), answer(400, ""),
+                                     answer(404, "")};
     assert_verdict(Verdict::pass, judge_hostile, hostile);
     hostile[1] = good_bill();
     assert_verdict(Verdict::fail, judge_hostile, hostile);
 }
 
 static void test_D7_statuses(void **) {
-    assert_verdict(Verdict::pass, judge_statuses, {good_bill()}, {answer(404, "")},
-                   {answer(500, "")});
-    assert_verdict(Verdict::fail, judge_statuses, {good_bill()}, {answer(302, "")});
+    assert_verdict(Verdict::pass, judge_statuses, {good_bill()},
+                   {answer(404, "")}, {answer(500, "")});
+    assert_verdict(Verdict::fail, judge_statuses, {good_bill()},
+                   {answer(302, "")});
     assert_verdict(Verdict::fail, judge_statuses, {answer(206, "")});
 }
 
@@ -340,12 +370,15 @@ static void test_T5_keepalive(void **) {
     assert_verdict(Verdict::fail, judge_keepalive, series);
 }
 
-// ---- command line --------------------------------------------------------------
+// ---- command line
+// --------------------------------------------------------------
 
-static std::string parse(std::vector<const char *> args, Options *out = nullptr) {
+static std::string parse(std::vector<const char *> args,
+                         Options *out = nullptr) {
     args.insert(args.begin(), "dss-bill-check");
     Options o;
-    std::string err = parse_options(static_cast<int>(args.size()), args.data(), o);
+    std::string err =
+        parse_options(static_cast<int>(args.size()), args.data(), o);
     if (out) {
         *out = o;
     }
@@ -354,30 +387,41 @@ static std::string parse(std::vector<const char *> args, Options *out = nullptr)
 
 static void test_options(void **) {
     Options o;
-    assert_string_equal(parse({"https://h:8443/", "--bill", "123", "--prefix", "/x/y/"}, &o).c_str(),
-                        "");
+    assert_string_equal(
+        parse({"https://h:8443/", "--bill", "123", "--prefix", "/x/y/"}, &o)
+            .c_str(),
+        "");
     assert_string_equal(o.base_url.c_str(), "https://h:8443");
     assert_string_equal(o.prefix.c_str(), "/x/y");
-    assert_false(parse({"https://h"}).empty());                             // no --bill
-    assert_true(parse({"https://h", "--watch"}).empty());                   // watch alone
+    assert_false(parse({"https://h"}).empty());           // no --bill
+    assert_true(parse({"https://h", "--watch"}).empty()); // watch alone
     assert_false(parse({"ftp://h", "--bill", "1"}).empty());
-    assert_false(parse({"https://h/dss", "--bill", "1"}).empty());          // a path
-    assert_false(parse({"https://h", "--bill", "../x"}).empty());           // D2
-    assert_false(parse({"https://h", "--bill", "1", "--user", "u"}).empty()); // no password
-    assert_false(parse({"https://h", "--bill", "1", "--user", "u", "--password-env", "A",
-                        "--password-file", "f"})
+    assert_false(parse({"https://h/dss", "--bill", "1"}).empty()); // a path
+    assert_false(parse({"https://h", "--bill", "../x"}).empty());  // D2
+    assert_false(parse({"https://h", "--bill", "1", "--user", "u"})
+                     .empty()); // no password
+    assert_false(parse({"https://h", "--bill", "1", "--user", "u",
+                        "--password-env", "A", "--password-file", "f"})
                      .empty());
-    assert_false(parse({"https://h", "--bill", "1", "--password-env", "A"}).empty());
-    assert_false(parse({"https://h", "--bill", "1", "--insecure", "--cacert", "c"}).empty());
-    assert_false(parse({"https://h", "--bill", "1", "--count", "3"}).empty()); // needs --watch
+    assert_false(
+        parse({"https://h", "--bill", "1", "--password-env", "A"}).empty());
+    assert_false(
+        parse({"https://h", "--bill", "1", "--insecure", "--cacert", "c"})
+            .empty());
+    assert_false(parse({"https://h", "--bill", "1", "--count", "3"})
+                     .empty()); // needs --watch
     assert_false(parse({"https://h", "--watch", "--count", "0"}).empty());
-    assert_true(parse({"https://h", "--watch", "--count", "3", "--interval", "200ms"}, &o).empty());
+    assert_true(
+        parse({"https://h", "--watch", "--count", "3", "--interval", "200ms"},
+              &o)
+            .empty());
     assert_int_equal(o.count, 3);
     assert_true(o.interval_s > 0.19 && o.interval_s < 0.21);
 }
 
 static void test_passwords_never_on_the_command_line(void **) {
-    std::string err = parse({"https://h", "--bill", "1", "--password", "hunter2"});
+    std::string err =
+        parse({"https://h", "--bill", "1", "--password", "hunter2"});
     assert_false(err.empty());
     assert_null(strstr(err.c_str(), "hunter2"));
     err = parse({"https://dss:hunter2@h", "--bill", "1"});
@@ -423,7 +467,8 @@ static void test_intervals(void **) {
     }
 }
 
-// ---- output ------------------------------------------------------------------
+// ---- output
+// ------------------------------------------------------------------
 
 static void test_report_and_exit_status(void **) {
     const Check *c = &checks()[0];
@@ -432,19 +477,23 @@ static void test_report_and_exit_status(void **) {
     Result skipped{c, {Verdict::skip, "no --bill given", ""}};
     Result warned{c, {Verdict::warn, "soon", "z"}};
     assert_string_equal(report_line(failed).c_str(),
-                        (std::string("FAIL ") + c->rule + " " + c->name + ": broken (observed y)")
+                        (std::string("FAIL ") + c->rule + " " + c->name +
+                         ": broken (observed y)")
                             .c_str());
-    assert_string_equal(report_line(skipped).c_str(),
-                        (std::string("SKIP ") + c->rule + " " + c->name + ": no --bill given")
-                            .c_str());
+    assert_string_equal(
+        report_line(skipped).c_str(),
+        (std::string("SKIP ") + c->rule + " " + c->name + ": no --bill given")
+            .c_str());
     Summary s = summarize({pass, failed, skipped, warned});
-    assert_string_equal(summary_line(s).c_str(), "2 passed, 1 failed, 1 skipped (1 warning)");
+    assert_string_equal(summary_line(s).c_str(),
+                        "2 passed, 1 failed, 1 skipped (1 warning)");
     assert_int_equal(exit_status(s), 1);
     assert_int_equal(exit_status(summarize({pass, skipped, warned})), 0);
 }
 
 static void test_json(void **) {
-    assert_string_equal(json_string("a\"b\\c\n\x01\xc3").c_str(), "\"a\\\"b\\\\c\\n\\u0001\\u00c3\"");
+    assert_string_equal(json_string("a\"b\\c\n\x01\xc3").c_str(),
+                        "\"a\\\"b\\\\c\\n\\u0001\\u00c3\"");
     const Check *c = &checks()[0];
     WatchLog log;
     Poll p;
@@ -455,14 +504,15 @@ static void test_json(void **) {
     p.healthy = false;
     assert_true(record_poll(log, p));
     assert_int_equal(log.failed, 1);
-    std::string j = json_report("https://h", "/dss/bill", {{c, {Verdict::fail, "r\"", "o"}}},
-                                &log, 1);
+    std::string j = json_report("https://h", "/dss/bill",
+                                {{c, {Verdict::fail, "r\"", "o"}}}, &log, 1);
     assert_non_null(strstr(j.c_str(), "\"verdict\": \"FAIL\""));
     assert_non_null(strstr(j.c_str(), "\"reason\": \"r\\\"\""));
     assert_non_null(strstr(j.c_str(), "\"polls\": 3"));
     assert_non_null(strstr(j.c_str(), "\"exit_status\": 1"));
-    assert_string_equal(watch_summary(log).c_str(),
-                        "watch: 3 polls, 2 healthy, 1 failed, 1 change of state");
+    assert_string_equal(
+        watch_summary(log).c_str(),
+        "watch: 3 polls, 2 healthy, 1 failed, 1 change of state");
 }
 
 int main(void) {
