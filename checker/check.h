@@ -26,6 +26,7 @@ struct Exchange {
 
     // transport: false when no complete HTTP response came back
     bool responded = false;
+    bool connected = false;  // a TCP connection was made (or reused)
     bool tls_failed = false; // the failure was the TLS handshake/verification
     std::string error;       // libcurl's message when !responded or short
     bool short_body = false; // fewer bytes than Content-Length arrived

@@ -113,7 +113,6 @@ int run(int argc, char **argv) {
     s.missing = !o.missing.empty();
     s.now = std::time(nullptr);
 
-    catch_interrupts();
     std::vector<Result> results;
     if (!o.bills.empty()) {
         std::string unreachable;
@@ -136,6 +135,7 @@ int run(int argc, char **argv) {
     }
     WatchLog log;
     if (o.watch) {
+        catch_interrupts(); // Ctrl-C ends the watch with its summary
         log = watch(o, ep);
         if (log.failed) {
             status = 1;

@@ -182,9 +182,12 @@ void finish(Transfer &t, CURLcode rc, CURLcode *code) {
     curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME_T, &start);
     curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
+    curl_off_t connect = 0;
+    curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &connect);
     e.status = status;
     e.responded = status > 0;
     e.new_connections = connects;
+    e.connected = connect > 0 || e.responded;
     e.first_byte_s = start > pre ? static_cast<double>(start - pre) / 1e6 : 0;
     e.total_s = static_cast<double>(total) / 1e6;
     if (rc != CURLE_OK) {
@@ -372,10 +375,12 @@ class Runner {
     std::map<std::string, std::vector<Exchange>> cache_;
 };
 
-bool unreachable_error(CURLcode rc) {
+// No connection could be made at all (a timeout after connecting is a
+// finding about the endpoint, judged by the checks).
+bool unreachable_error(CURLcode rc, const Exchange &e) {
     return rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_CONNECT ||
            rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
-           rc == CURLE_OPERATION_TIMEDOUT;
+           (rc == CURLE_OPERATION_TIMEDOUT && !e.connected);
 }
 
 } // namespace
@@ -393,7 +398,7 @@ run_checks(const Endpoint &ep, const Settings &settings,
     CURLcode rc = CURLE_OK;
     Exchange e =
         runner.one(ep.prefix + "/healthcheck", "health", first, {}, &rc);
-    if (!e.responded && unreachable_error(rc)) {
+    if (!e.responded && unreachable_error(rc, e)) {
         *unreachable = std::string("cannot reach ") + ep.base_url + ": " +
                        curl_easy_strerror(rc);
         return results;
