@@ -36,7 +36,7 @@ struct Exchange {
     std::vector<std::pair<std::string, std::string>>
         headers; // lower-case names
     std::string body;
-    double first_byte_s = 0;  // request sent -> first response byte
+    double first_byte_s = 0;  // start of the request -> first response byte
     double total_s = 0;       // connection start -> last byte
     long new_connections = 0; // connections opened for this exchange
 

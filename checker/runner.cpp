@@ -176,10 +176,9 @@ void finish(Transfer &t, CURLcode rc, CURLcode *code) {
     Exchange &e = t.ex;
     CURL *h = t.h;
     long status = 0, connects = 0;
-    curl_off_t pre = 0, start = 0, total = 0;
+    curl_off_t start = 0, total = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
-    curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME_T, &start);
     curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
     curl_off_t connect = 0;
@@ -188,7 +187,9 @@ void finish(Transfer &t, CURLcode rc, CURLcode *code) {
     e.responded = status > 0;
     e.new_connections = connects;
     e.connected = connect > 0 || e.responded;
-    e.first_byte_s = start > pre ? static_cast<double>(start - pre) / 1e6 : 0;
+    // as DSS sees it: from the start (name lookup, connection, TLS) to
+    // the first byte of the answer
+    e.first_byte_s = static_cast<double>(start) / 1e6;
     e.total_s = static_cast<double>(total) / 1e6;
     if (rc != CURLE_OK) {
         e.error = t.error[0] ? t.error : curl_easy_strerror(rc);
