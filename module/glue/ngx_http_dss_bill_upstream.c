@@ -158,6 +158,7 @@ static ngx_int_t
 ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     ngx_http_dss_bill_fetch_ctx_t *ctx, dss_bill_outcome outcome)
 {
+    ngx_int_t       rc;
     ngx_buf_t      *b;
     dss_bill_body   body;
 
@@ -173,8 +174,6 @@ ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     /* D3, D8: checked complete, within the limit, a PDF; now it goes out */
 
     body = dss_bill_fetch_body(ctx->transfer.fetch);
-
-    ngx_http_dss_bill_cache_store(r, &body);
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -201,7 +200,17 @@ ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
         b->memory = 1;
     }
 
-    return ngx_http_dss_bill_send(r, &ctx->id, b, body.size);
+    rc = ngx_http_dss_bill_send(r, &ctx->id, b, body.size);
+
+    /*
+     * the bill goes into the cache after its first bytes went out: the
+     * client does not wait for the disk (the body stays untouched until
+     * the request's pool goes, whatever the client does)
+     */
+
+    ngx_http_dss_bill_cache_store(r, &body);
+
+    return rc;
 }
 
 
