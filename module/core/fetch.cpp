@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -59,6 +60,9 @@ struct dss_bill_fetch_s {
     dss_bill::Framing framing;
     size_t discarded = 0;
     long status = 0;
+    std::string s3_url;          // the URL with its path encoded for SigV4
+    char s3_error[1024] = {};    // the start of an S3 error body
+    size_t s3_error_len = 0;
     char curl_error[CURL_ERROR_SIZE] = {};
     char detail[CURL_ERROR_SIZE + 96] = {};
 };
@@ -74,6 +78,11 @@ namespace {
 // An error page larger than this is not worth a connection's reuse.
 constexpr size_t kMaxDiscard = 64 * 1024;
 
+// SHA-256 of the empty payload of a GET, as SigV4 wants it
+constexpr const char *kS3EmptyPayload =
+    "x-amz-content-sha256: "
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 // libcurl calls these from C: nothing may throw out of them.
 size_t write_body(dss_bill_fetch *fetch, char *data, size_t n) {
     // D6: a body that is not a 200's is never a bill. A small one is read
@@ -81,6 +90,13 @@ size_t write_body(dss_bill_fetch *fetch, char *data, size_t n) {
     long status = 0;
     curl_easy_getinfo(fetch->easy.get(), CURLINFO_RESPONSE_CODE, &status);
     if (status != 200 || fetch->probe) {
+        if (fetch->options->s3 && status != 200) {
+            // what S3 says went wrong, for the log (a bounded prefix)
+            size_t room = sizeof(fetch->s3_error) - fetch->s3_error_len;
+            size_t keep = n < room ? n : room;
+            std::memcpy(fetch->s3_error + fetch->s3_error_len, data, keep);
+            fetch->s3_error_len += keep;
+        }
         fetch->discarded += n;
         if (fetch->discarded > kMaxDiscard) {
             fetch->stopped_on_status = true;
@@ -137,6 +153,17 @@ bool set_options(dss_bill_fetch *fetch,
         }
     };
 
+    const dss_bill_s3_options *s3 = options.s3;
+    if (s3) {
+        // libcurl 7.88 signs the path as it is sent: send it encoded the
+        // way SigV4 canonicalises it (the string keeps its capacity in the
+        // pool, so this allocates only while the pool warms up)
+        size_t len = std::strlen(url);
+        fetch->s3_url.resize(3 * len + 1);
+        fetch->s3_url.resize(dss_bill_s3_encode_url(
+            url, len, fetch->s3_url.data(), fetch->s3_url.size()));
+        url = fetch->s3_url.c_str();
+    }
     set(curl_easy_setopt(easy, CURLOPT_URL, url));
     // only the web: no file://, ldap:// or the like, whatever a variable
     // in the URL or a redirect turns out to be
@@ -194,16 +221,37 @@ bool set_options(dss_bill_fetch *fetch,
         set(curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_BASIC));
         set(curl_easy_setopt(easy, CURLOPT_USERPWD, options.basic_auth));
     }
+    if (s3) {
+        // SigV4 by libcurl, with "aws:amz:REGION:SERVICE" in full (7.88
+        // would take the service and region from a virtual-hosted name)
+        set(curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, s3->sigv4));
+        set(curl_easy_setopt(easy, CURLOPT_USERNAME, s3->access_key_id));
+        set(curl_easy_setopt(easy, CURLOPT_PASSWORD, s3->secret_access_key));
+    }
 
     HeaderList headers;
-    for (const char *const *h = options.headers; h && *h; ++h) {
-        curl_slist *next = curl_slist_append(headers.get(), *h);
+    auto add_header = [&headers](const char *line) {
+        curl_slist *next = curl_slist_append(headers.get(), line);
         if (next == nullptr) {
-            error.set("out of memory for request headers");
             return false;
         }
         headers.release();
         headers.reset(next);
+        return true;
+    };
+    for (const char *const *h = options.headers; h && *h; ++h) {
+        if (!add_header(*h)) {
+            error.set("out of memory for request headers");
+            return false;
+        }
+    }
+    // libcurl 7.88 neither sends x-amz-content-sha256 (S3 refuses a request
+    // without it) nor the session token: it signs every header added here,
+    // and takes the payload hash from this one (a GET's empty body)
+    if (s3 && (!add_header(kS3EmptyPayload) ||
+               (s3->token_header && !add_header(s3->token_header)))) {
+        error.set("out of memory for request headers");
+        return false;
     }
     if (headers) {
         set(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get()));
@@ -260,6 +308,37 @@ dss_bill_outcome outcome_of_status(long status) {
     return DSS_BILL_UPSTREAM_STATUS;
 }
 
+// An object store's answer other than 200: its error code and message go
+// into the log (never a credential: S3 does not echo the secret).
+dss_bill_outcome s3_outcome(dss_bill_fetch *fetch, long status) {
+    char code[64];
+    char message[160];
+    bool parsed = dss_bill_s3_error_parse(fetch->s3_error, fetch->s3_error_len,
+                                          code, sizeof(code), message,
+                                          sizeof(message)) != 0;
+    std::string_view c(code);
+    dss_bill_outcome outcome = outcome_of_status(status);
+    const char *note = "";
+
+    if (status == 404 && c == "NoSuchBucket") {
+        outcome = DSS_BILL_UPSTREAM_STATUS; // D6: the store is misconfigured
+    } else if (status == 403 && c == "AccessDenied" &&
+               fetch->options->s3->access_denied_is_missing) {
+        // D5: without s3:ListBucket, S3 cannot say 404 for a missing key
+        outcome = DSS_BILL_UPSTREAM_NOT_FOUND;
+        note = " (taken as missing: dss_bill_upstream_s3_access_denied)";
+    }
+    if (parsed) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "object store answered %ld %s: %s%s", status, code,
+                      message, note);
+    } else {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "object store answered %ld", status);
+    }
+    return outcome;
+}
+
 } // namespace
 
 extern "C" {
@@ -307,6 +386,7 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
         fetch->framing = dss_bill::Framing{};
         fetch->discarded = 0;
         fetch->status = 0;
+        fetch->s3_error_len = 0;
         fetch->curl_error[0] = '\0';
         fetch->detail[0] = '\0';
         fetch->sink.reset(options->buffer_size, options->max_size,
@@ -351,11 +431,15 @@ int dss_bill_fetch_redirected(dss_bill_fetch *fetch, int result) {
     if (!same_origin) {
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);
         curl_easy_setopt(easy, CURLOPT_USERPWD, nullptr);
+        curl_easy_setopt(easy, CURLOPT_USERNAME, nullptr);
+        curl_easy_setopt(easy, CURLOPT_PASSWORD, nullptr);
+        curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, nullptr);
         curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_NONE);
         fetch->headers.reset();
     }
     fetch->redirects++;
     fetch->discarded = 0;
+    fetch->s3_error_len = 0;
     fetch->framing = dss_bill::Framing{};
     return 1;
 }
@@ -389,6 +473,9 @@ dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
     }
     if (fetch->stopped_on_status ||
         (code == CURLE_OK && (status != 200 || fetch->probe))) {
+        if (fetch->options->s3 && status != 200) {
+            return s3_outcome(fetch, status);
+        }
         std::snprintf(fetch->detail, sizeof(fetch->detail),
                       "archive answered %ld", status);
         return status == 200 ? DSS_BILL_OK : outcome_of_status(status);
