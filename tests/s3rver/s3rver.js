@@ -6,8 +6,20 @@
 //       [KEY=FILE ...]
 //
 // The package ships no CLI of its own and asks for node 24 in its
-// "engines"; its library runs on the node of Debian 12 and NodeSource 20.
+// "engines"; its library runs on NodeSource's node 20 as it is, and on
+// Debian 12's node 18 with the array methods of node 20 that its router
+// (@koa/router 15) calls, defined below when missing.
 'use strict'
+
+for (const [name, value] of Object.entries({
+  toReversed () { return this.slice().reverse() },
+  toSorted (compare) { return this.slice().sort(compare) },
+})) {
+  if (!Array.prototype[name]) {
+    Object.defineProperty(Array.prototype, name,
+      { value, writable: true, configurable: true })
+  }
+}
 
 const fs = require('node:fs')
 const path = require('node:path')
