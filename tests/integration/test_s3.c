@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -160,7 +162,8 @@ static struct {
     pthread_t thread;
     volatile int stopping;
     pthread_mutex_t lock;
-    char last[16384]; /* the last request head as received */
+    char last[16384];  /* the last request head as received */
+    char probe[16384]; /* the last one for a bucket listing */
     int requests;
 } scripted = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -207,7 +210,11 @@ static void *scripted_serve(void *arg) {
                 : S3_ERROR("404 Not Found", "NoSuchKey",
                            "The specified key does not exist.");
         pthread_mutex_lock(&scripted.lock);
-        snprintf(scripted.last, sizeof(scripted.last), "%s", head);
+        if (strstr(head, "?max-keys=0 ")) {
+            snprintf(scripted.probe, sizeof(scripted.probe), "%s", head);
+        } else {
+            snprintf(scripted.last, sizeof(scripted.last), "%s", head);
+        }
         scripted.requests++;
         pthread_mutex_unlock(&scripted.lock);
         send(c, answer, strlen(answer), MSG_NOSIGNAL);
@@ -241,6 +248,65 @@ static void scripted_stop(void) {
     pthread_join(scripted.thread, NULL);
     close(scripted.fd);
     scripted.fd = -1;
+}
+
+/* ---- a virtual-hosted bucket name for 127.0.0.1 ---------------------------- */
+
+#define VHOST "dss-bills.s3.eu-west-1.amazonaws.com"
+
+static struct {
+    int ready;
+    char skip_reason[160];
+} vhost;
+
+/* Writes text to a new temporary file (0644) and binds it over target in
+ * this process's private mount namespace. */
+static int bind_file_over(const char *target, const char *text) {
+    char path[] = "/tmp/dss-s3-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fchmod(fd, 0644) == 0;
+    close(fd);
+    ok = ok && mount(path, target, NULL, MS_BIND, NULL) == 0;
+    unlink(path); /* the mount keeps the file alive */
+    return ok ? 0 : -1;
+}
+
+/*
+ * Runs first in main, while the process has a single thread: a private
+ * mount namespace (inherited by the nginx this program starts) whose
+ * /etc/hosts maps VHOST to 127.0.0.1 and whose nsswitch.conf reads it.
+ */
+static void vhost_setup(void) {
+    char *reason = vhost.skip_reason;
+    size_t cap = sizeof(vhost.skip_reason);
+    if (geteuid() != 0) {
+        snprintf(reason, cap, "not running as root");
+        return;
+    }
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        snprintf(reason, cap, "no private mount namespace: %s",
+                 strerror(errno));
+        return;
+    }
+    size_t len;
+    char *hosts = dss_read_file("/etc/hosts", &len);
+    char *text = NULL;
+    int rc = asprintf(&text, "%s\n127.0.0.1 " VHOST "\n", hosts ? hosts : "");
+    free(hosts);
+    if (rc < 0 || bind_file_over("/etc/hosts", text) != 0 ||
+        bind_file_over("/etc/nsswitch.conf", "hosts: files\n") != 0) {
+        snprintf(reason, cap, "cannot bind-mount /etc/hosts: %s",
+                 strerror(errno));
+        free(text);
+        return;
+    }
+    free(text);
+    vhost.ready = 1;
 }
 
 /* ---- the module's nginx ---------------------------------------------------- */
@@ -298,6 +364,7 @@ static const char *const module_config =
     "http://127.0.0.1:%2$d/bills/denied-$dss_bill_id.pdf;\n"
     "        dss_bill_upstream_health_url off;\n"
     "    }\n"
+    "%3$s"
     "    location /skewed/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream "
@@ -324,11 +391,24 @@ static const char credentials[] =
     "aws_secret_access_key = " SECRET "\n"
     "aws_session_token = " TOKEN "\n";
 
+/* only with VHOST mapped to 127.0.0.1 (else it would be looked up in DNS) */
+static const char *const vhost_location =
+    "    location /vhost/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://" VHOST ":%1$d/bills/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_s3 region=eu-west-1;\n"
+    "    }\n";
+
 static char *module_conf_text(void) {
-    char *config = NULL;
-    if (asprintf(&config, module_config, s3.port, scripted.port) < 0) {
+    char *vhost_conf = NULL, *config = NULL;
+    if (asprintf(&vhost_conf, vhost_location, scripted.port) < 0) {
         return NULL;
     }
+    if (asprintf(&config, module_config, s3.port, scripted.port,
+                 vhost.ready ? vhost_conf : "") < 0) {
+        config = NULL;
+    }
+    free(vhost_conf);
     return config;
 }
 
@@ -566,6 +646,46 @@ static void test_D9_session_token_is_sent_and_signed(void **state) {
     assert_null(strstr(head, SECRET));
 }
 
+/* ---- virtual-hosted style ------------------------------------------------------ */
+
+static void test_D9_virtual_hosted_bucket(void **state) {
+    (void)state;
+    if (!vhost.ready) {
+        fprintf(stderr, "SKIP: the virtual-hosted test needs a private mount "
+                        "namespace with its own /etc/hosts: %s\n",
+                vhost.skip_reason);
+        skip();
+    }
+    /* s3rver would check a virtual-hosted signature over "/bucket/key",
+     * which S3 does not: the request as sent is checked here, the
+     * signature itself by tests/unit/test_s3.c (AWS's virtual-hosted
+     * example) */
+    assert_no_bill("/vhost/download/100000000001", 404);
+    char head[16384], host[128];
+    scripted_last(head, sizeof(head));
+    assert_non_null(strstr(head, "GET /bills/100000000001.pdf HTTP/1.1\r\n"));
+    snprintf(host, sizeof(host), "\r\nHost: " VHOST ":%d\r\n", scripted.port);
+    assert_non_null(strstr(head, host));
+    assert_non_null(strstr(head, "/eu-west-1/s3/aws4_request, SignedHeaders="
+                                 "host;x-amz-content-sha256;x-amz-date, "
+                                 "Signature="));
+
+    /* the default probe lists the bucket the host names */
+    long long deadline = dss_now_ms() + 15000;
+    for (;;) {
+        pthread_mutex_lock(&scripted.lock);
+        snprintf(head, sizeof(head), "%s", scripted.probe);
+        pthread_mutex_unlock(&scripted.lock);
+        if (head[0] || dss_now_ms() > deadline) {
+            break;
+        }
+        dss_poll_pause();
+    }
+    assert_non_null(strstr(head, "GET /?max-keys=0 HTTP/1.1\r\n"));
+    assert_non_null(strstr(head, host));
+    assert_non_null(strstr(head, "Authorization: AWS4-HMAC-SHA256 "));
+}
+
 /* ---- 403 AccessDenied for a missing key ------------------------------------ */
 
 static void test_D5_access_denied_taken_as_missing(void **state) {
@@ -738,6 +858,8 @@ static void test_D9_credentials_checked_by_nginx_t(void **state) {
 }
 
 int main(void) {
+    /* before any thread: the private /etc/hosts for the virtual host */
+    vhost_setup();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_D9_s3rver_refuses_a_wrong_secret),
@@ -747,6 +869,7 @@ int main(void) {
         cmocka_unit_test(test_H3_signed_probe_of_the_bucket),
         cmocka_unit_test(test_H3_clock_skew_makes_health_503),
         cmocka_unit_test(test_D9_session_token_is_sent_and_signed),
+        cmocka_unit_test(test_D9_virtual_hosted_bucket),
         cmocka_unit_test(test_D5_access_denied_taken_as_missing),
         cmocka_unit_test(test_D9_credentials_checked_by_nginx_t),
         cmocka_unit_test(test_D9_no_secret_in_logs_or_nginx_T),
