@@ -6,11 +6,13 @@
 #include "body_sink.hpp"
 #include "dss_bill.h"
 #include "error_text.hpp"
+#include "s3_sign.hpp"
 
 #include <curl/curl.h>
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
 #include <string>
@@ -61,6 +63,7 @@ struct dss_bill_fetch_s {
     size_t discarded = 0;
     long status = 0;
     std::string s3_url;          // the URL with its path encoded for SigV4
+    std::string s3_headers;      // its signed header lines, '\0'-separated
     char s3_error[1024] = {};    // the start of an S3 error body
     size_t s3_error_len = 0;
     char curl_error[CURL_ERROR_SIZE] = {};
@@ -70,6 +73,7 @@ struct dss_bill_fetch_s {
 struct dss_bill_fetch_pool_s {
     size_t max_idle = 0;
     dss_bill::MemoryBudget budget;
+    dss_bill::SigningKeys s3_keys; // derived once a day per location
     std::vector<std::unique_ptr<dss_bill_fetch>> idle;
 };
 
@@ -78,10 +82,13 @@ namespace {
 // An error page larger than this is not worth a connection's reuse.
 constexpr size_t kMaxDiscard = 64 * 1024;
 
-// SHA-256 of the empty payload of a GET, as SigV4 wants it
-constexpr const char *kS3EmptyPayload =
-    "x-amz-content-sha256: "
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+// "YYYYMMDDTHHMMSSZ", the time SigV4 signs
+bool amz_now(char (&out)[17]) {
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    return gmtime_r(&now, &tm) != nullptr &&
+           std::strftime(out, sizeof(out), "%Y%m%dT%H%M%SZ", &tm) == 16;
+}
 
 // libcurl calls these from C: nothing may throw out of them.
 size_t write_body(dss_bill_fetch *fetch, char *data, size_t n) {
@@ -155,9 +162,9 @@ bool set_options(dss_bill_fetch *fetch,
 
     const dss_bill_s3_options *s3 = options.s3;
     if (s3) {
-        // libcurl 7.88 signs the path as it is sent: send it encoded the
-        // way SigV4 canonicalises it (the string keeps its capacity in the
-        // pool, so this allocates only while the pool warms up)
+        // the path as SigV4 canonicalises it, so that what is sent is what
+        // is signed (the string keeps its capacity in the pool, so this
+        // allocates only while the pool warms up)
         size_t len = std::strlen(url);
         fetch->s3_url.resize(3 * len + 1);
         fetch->s3_url.resize(dss_bill_s3_encode_url(
@@ -221,13 +228,6 @@ bool set_options(dss_bill_fetch *fetch,
         set(curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_BASIC));
         set(curl_easy_setopt(easy, CURLOPT_USERPWD, options.basic_auth));
     }
-    if (s3) {
-        // SigV4 by libcurl, with "aws:amz:REGION:SERVICE" in full (7.88
-        // would take the service and region from a virtual-hosted name)
-        set(curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, s3->sigv4));
-        set(curl_easy_setopt(easy, CURLOPT_USERNAME, s3->access_key_id));
-        set(curl_easy_setopt(easy, CURLOPT_PASSWORD, s3->secret_access_key));
-    }
 
     HeaderList headers;
     auto add_header = [&headers](const char *line) {
@@ -245,13 +245,25 @@ bool set_options(dss_bill_fetch *fetch,
             return false;
         }
     }
-    // libcurl 7.88 neither sends x-amz-content-sha256 (S3 refuses a request
-    // without it) nor the session token: it signs every header added here,
-    // and takes the payload hash from this one (a GET's empty body)
-    if (s3 && (!add_header(kS3EmptyPayload) ||
-               (s3->token_header && !add_header(s3->token_header)))) {
-        error.set("out of memory for request headers");
-        return false;
+    // SigV4: Host, x-amz-content-sha256, x-amz-date, the session token and
+    // Authorization, signing the configured headers too (s3_sign.cpp)
+    if (s3) {
+        char amz_date[17];
+        fetch->s3_headers.clear();
+        if (!amz_now(amz_date) ||
+            !dss_bill::s3_sign(*s3, &fetch->pool->s3_keys, url, amz_date,
+                               options.headers, fetch->s3_headers)) {
+            error.set("cannot sign the request (SigV4)");
+            return false;
+        }
+        for (size_t at = 0; at < fetch->s3_headers.size();) {
+            const char *line = fetch->s3_headers.c_str() + at;
+            if (!add_header(line)) {
+                error.set("out of memory for request headers");
+                return false;
+            }
+            at += std::strlen(line) + 1;
+        }
     }
     if (headers) {
         set(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get()));
@@ -431,9 +443,6 @@ int dss_bill_fetch_redirected(dss_bill_fetch *fetch, int result) {
     if (!same_origin) {
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);
         curl_easy_setopt(easy, CURLOPT_USERPWD, nullptr);
-        curl_easy_setopt(easy, CURLOPT_USERNAME, nullptr);
-        curl_easy_setopt(easy, CURLOPT_PASSWORD, nullptr);
-        curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, nullptr);
         curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_NONE);
         fetch->headers.reset();
     }

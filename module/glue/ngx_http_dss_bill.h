@@ -77,7 +77,8 @@ typedef struct {
 
 /* An object-store archive's signing (dss_bill_upstream_s3*). */
 typedef struct {
-    ngx_str_t                     sigv4;         /* "aws:amz:REGION:SERVICE" */
+    ngx_str_t                     region;        /* NUL-terminated */
+    ngx_str_t                     service;       /* NUL-terminated */
     ngx_str_t                     credentials;   /* the file, for messages */
     ngx_uint_t                    access_denied; /* 0 unset, 1 error, 2 missing */
     dss_bill_s3_options           options;       /* the keys, once read */

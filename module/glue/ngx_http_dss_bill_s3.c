@@ -3,7 +3,7 @@
  * Object-store archives (AWS S3, OCI Object Storage, MinIO, Ceph RGW):
  * the dss_bill_upstream_s3* directives, the credentials read at
  * configuration time, and the signing options the core's fetch uses.
- * Signing itself is libcurl's (CURLOPT_AWS_SIGV4), see core/fetch.cpp.
+ * Signing itself is the core's (core/s3_sign.cpp), per fetch.
  */
 
 
@@ -36,11 +36,10 @@ ngx_http_dss_bill_upstream_s3(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_dss_bill_loc_conf_t *dlcf = conf;
 
     char         err[NGX_HTTP_DSS_BILL_REASON_LEN];
-    u_char      *p;
     ngx_str_t   *value, region, service;
     ngx_uint_t   i;
 
-    if (dlcf->s3.sigv4.data) {
+    if (dlcf->s3.region.data) {
         return "is duplicate";
     }
 
@@ -83,16 +82,10 @@ ngx_http_dss_bill_upstream_s3(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* libcurl's "provider1:provider2:region:service", given in full */
+    /* the parser ends every argument with a NUL: both are C strings */
 
-    dlcf->s3.sigv4.len = sizeof("aws:amz:") - 1 + region.len + 1 + service.len;
-    dlcf->s3.sigv4.data = ngx_pnalloc(cf->pool, dlcf->s3.sigv4.len + 1);
-    if (dlcf->s3.sigv4.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_sprintf(dlcf->s3.sigv4.data, "aws:amz:%V:%V", &region, &service);
-    *p = '\0';
+    dlcf->s3.region = region;
+    dlcf->s3.service = service;
 
     return NGX_CONF_OK;
 }
@@ -236,8 +229,9 @@ ngx_http_dss_bill_s3_merge(ngx_conf_t *cf, ngx_http_dss_bill_loc_conf_t *prev,
     ngx_str_t                    *raw;
     ngx_http_dss_bill_s3_conf_t  *s3 = &conf->s3;
 
-    if (s3->sigv4.data == NULL) {
-        s3->sigv4 = prev->s3.sigv4;
+    if (s3->region.data == NULL) {
+        s3->region = prev->s3.region;
+        s3->service = prev->s3.service;
     }
 
     if (s3->credentials.data == NULL) {
@@ -259,7 +253,7 @@ ngx_http_dss_bill_s3_merge(ngx_conf_t *cf, ngx_http_dss_bill_loc_conf_t *prev,
         return NGX_CONF_OK;
     }
 
-    if (s3->sigv4.data == NULL) {
+    if (s3->region.data == NULL) {
         if (s3->credentials.data) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"dss_bill_upstream_s3_credentials\" without "
@@ -290,6 +284,17 @@ ngx_http_dss_bill_s3_merge(ngx_conf_t *cf, ngx_http_dss_bill_loc_conf_t *prev,
         return NGX_CONF_ERROR;
     }
 
+    /* a redirect would carry a signature made for another URL */
+
+    if (conf->upstream_redirects > 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dss_bill_upstream_s3\" signs each request for its "
+                      "URL: \"dss_bill_upstream_redirects\" must be 0 "
+                      "in location \"%V\" in %s:%ui", &conf->location,
+                      conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
     raw = &conf->upstream->value;
 
     if (dss_bill_s3_url_check((const char *) raw->data, raw->len,
@@ -302,7 +307,8 @@ ngx_http_dss_bill_s3_merge(ngx_conf_t *cf, ngx_http_dss_bill_loc_conf_t *prev,
         return NGX_CONF_ERROR;
     }
 
-    s3->options.sigv4 = (const char *) s3->sigv4.data;
+    s3->options.region = (const char *) s3->region.data;
+    s3->options.service = (const char *) s3->service.data;
     s3->options.access_denied_is_missing =
         (s3->access_denied == NGX_HTTP_DSS_BILL_S3_DENIED_MISSING);
     conf->upstream_options.s3 = &s3->options;

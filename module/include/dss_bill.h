@@ -322,9 +322,10 @@ void dss_bill_fetch_release(dss_bill_fetch *fetch);
 
 /* ---- object stores: S3 Signature V4 (dss_bill_upstream_s3) ------------ */
 
-/* How an archive fetch signs its requests (libcurl's CURLOPT_AWS_SIGV4). */
+/* How an archive fetch signs its requests (AWS Signature Version 4). */
 typedef struct dss_bill_s3_options_s {
-    const char *sigv4;             /* "aws:amz:REGION:SERVICE" */
+    const char *region;            /* e.g. "eu-west-1" */
+    const char *service;           /* "s3" */
     const char *access_key_id;
     const char *secret_access_key;
     const char *token_header;      /* "x-amz-security-token: ...", or NULL */
@@ -366,8 +367,8 @@ int dss_bill_s3_url_check(const char *url, size_t url_len, char *err,
 
 /*
  * Writes url with its path encoded the way SigV4 canonicalises it (every
- * byte but A-Z a-z 0-9 - . _ ~ and '/' as %XX, upper-case hex), since
- * libcurl 7.88 signs the path as sent; a query (from '?') is left as it is. Returns the length written (plus a
+ * byte but A-Z a-z 0-9 - . _ ~ and '/' as %XX, upper-case hex), so that the
+ * path sent is the path signed; a query (from '?') is left as it is. Returns the length written (plus a
  * NUL), or 0 when out is too small (3 * url_len + 1 always suffices).
  */
 size_t dss_bill_s3_encode_url(const char *url, size_t url_len, char *out,
@@ -383,6 +384,20 @@ size_t dss_bill_s3_encode_url(const char *url, size_t url_len, char *out,
  */
 size_t dss_bill_s3_probe_url(const char *url, size_t url_len, char *out,
                              size_t out_size);
+
+/*
+ * The Authorization header's value that SigV4 gives a GET of url (its path
+ * as dss_bill_s3_encode_url writes it) at amz_date ("YYYYMMDDTHHMMSSZ"),
+ * signing host, x-amz-content-sha256 (the empty payload), x-amz-date, the
+ * session token and the "Name: value" lines of headers (NULL-terminated,
+ * may be NULL; an x-amz-date among them replaces amz_date). What every
+ * archive fetch of a dss_bill_upstream_s3 location sends. Returns the
+ * length written (plus a NUL), or 0.
+ */
+size_t dss_bill_s3_authorization(const dss_bill_s3_options *s3,
+                                 const char *url, const char *amz_date,
+                                 const char *const *headers, char *out,
+                                 size_t out_size);
 
 /*
  * Extracts <Code> and <Message> from an S3 error body (at most the first

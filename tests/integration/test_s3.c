@@ -796,6 +796,10 @@ static void test_D9_credentials_checked_by_nginx_t(void **state) {
          "dss_bill_upstream_s3_credentials @PREFIX@/aws/ok;\n"
          "dss_bill_upstream_s3_access_denied maybe;\n",
          "must be \"error\" or \"missing\""},
+        {"dss_bill_upstream_s3 region=us-east-1;\n"
+         "dss_bill_upstream_s3_credentials @PREFIX@/aws/ok;\n"
+         "dss_bill_upstream_redirects 2;\n",
+         "\"dss_bill_upstream_redirects\" must be 0"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *config = NULL;

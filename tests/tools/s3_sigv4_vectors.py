@@ -48,3 +48,12 @@ print(sign("http://minio.internal:9000" + quote("/bills/2024/A!b'(c)*:@~.pdf",
                                                safe="/~"),
            "eu-west-1", "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
            "FwoGZXIvYXdzEBYaDEXAMPLETOKEN+/=", "20240229T235959Z"))
+# the health probe: an empty listing of a virtual-hosted bucket
+print(sign("https://dss-bills.s3.eu-west-1.amazonaws.com/?max-keys=0",
+           "eu-west-1", "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+           None, "20261201T170000Z"))
+# OCI's region and a path-style key with a space and non-ASCII bytes
+print(sign("https://ns.compat.objectstorage.eu-frankfurt-1.oraclecloud.com"
+           + quote("/dss-bills/bills/é 1.pdf", safe="/~"),
+           "eu-frankfurt-1", "0123456789abcdef0123456789abcdef01234567",
+           "k" * 64, None, "20261231T235959Z"))  # "AWS4" + 64: a long key

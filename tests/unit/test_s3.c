@@ -1,9 +1,10 @@
 /* Unit tests of the object-store part of the core: credentials file, S3
  * error bodies, key encoding, the bucket probe URL, and the SigV4
- * signatures libcurl makes with the fetch's options, checked against AWS's
- * published example and botocore (tests/tools/s3_sigv4_vectors.py). */
+ * signatures (core/s3_sign.cpp), on their own and as a fetch sends them,
+ * checked against AWS's published example and botocore
+ * (tests/tools/s3_sigv4_vectors.py). */
 
-#define _GNU_SOURCE /* accept4, strcasestr */
+#define _GNU_SOURCE /* accept4, strcasestr, strptime, timegm */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -271,6 +272,8 @@ static void test_H3_s3_probe_is_the_bucket(void **state) {
 
 /* Runs one fetch against a loopback listener standing in for host_port,
  * captures the request, answers with response; returns the outcome. */
+static dss_bill_fetch_pool *shared_pool; /* NULL: a pool per exchange */
+
 static dss_bill_outcome exchange(const dss_bill_upstream_options *options,
                                  const char *url, const char *host_port,
                                  const char *response, char *request,
@@ -286,7 +289,8 @@ static dss_bill_outcome exchange(const dss_bill_upstream_options *options,
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
 
     char err[128];
-    dss_bill_fetch_pool *pool = dss_bill_fetch_pool_create(1, 0);
+    dss_bill_fetch_pool *pool =
+        shared_pool ? shared_pool : dss_bill_fetch_pool_create(1, 0);
     dss_bill_fetch *fetch =
         dss_bill_fetch_start(pool, options, url, 0, err, sizeof(err));
     assert_non_null(fetch);
@@ -343,7 +347,9 @@ static dss_bill_outcome exchange(const dss_bill_upstream_options *options,
     dss_bill_outcome outcome = dss_bill_fetch_finish(fetch, result);
     snprintf(detail, detail_size, "%s", dss_bill_fetch_detail(fetch));
     dss_bill_fetch_release(fetch);
-    dss_bill_fetch_pool_destroy(pool);
+    if (pool != shared_pool) {
+        dss_bill_fetch_pool_destroy(pool);
+    }
     curl_multi_cleanup(multi);
     curl_slist_free_all(to);
     if (cfd >= 0) {
@@ -378,7 +384,8 @@ static void test_D9_sigv4_matches_the_published_aws_example(void **state) {
      * computes: tests/tools/s3_sigv4_vectors.py); the date and the Range
      * header come in as configured headers, the rest is the fetch's own */
     static const dss_bill_s3_options s3 = {
-        .sigv4 = "aws:amz:us-east-1:s3",
+        .region = "us-east-1",
+        .service = "s3",
         .access_key_id = "AKIAIOSFODNN7EXAMPLE",
         .secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     };
@@ -410,7 +417,8 @@ static void test_D9_sigv4_matches_the_published_aws_example(void **state) {
 static void test_D9_sigv4_token_and_encoded_key_match_botocore(void **state) {
     (void)state;
     static const dss_bill_s3_options s3 = {
-        .sigv4 = "aws:amz:eu-west-1:s3",
+        .region = "eu-west-1",
+        .service = "s3",
         .access_key_id = "AKIDEXAMPLE",
         .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         .token_header =
@@ -442,12 +450,159 @@ static void test_D9_sigv4_token_and_encoded_key_match_botocore(void **state) {
     assert_null(strstr(request, "wJalrXUtnFEMI"));
 }
 
+static void test_D9_sigv4_signatures_match_botocore(void **state) {
+    (void)state;
+    /* tests/tools/s3_sigv4_vectors.py prints each expected value */
+    static const dss_bill_s3_options aws = {
+        .region = "us-east-1", .service = "s3",
+        .access_key_id = "AKIAIOSFODNN7EXAMPLE",
+        .secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"};
+    static const dss_bill_s3_options token = {
+        .region = "eu-west-1", .service = "s3",
+        .access_key_id = "AKIDEXAMPLE",
+        .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        .token_header =
+            "x-amz-security-token: FwoGZXIvYXdzEBYaDEXAMPLETOKEN+/="};
+    static const dss_bill_s3_options probe = {
+        .region = "eu-west-1", .service = "s3",
+        .access_key_id = "AKIDEXAMPLE",
+        .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
+    static const dss_bill_s3_options oci = {
+        .region = "eu-frankfurt-1", .service = "s3",
+        .access_key_id = "0123456789abcdef0123456789abcdef01234567",
+        .secret_access_key = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+                             "kkkkkkkkkkkkkkkk"};
+    static const char *const range[] = {"Range: bytes=0-9", NULL};
+    static const struct {
+        const dss_bill_s3_options *s3;
+        const char *url, *date;
+        const char *const *headers;
+        const char *want;
+    } cases[] = {
+        {&aws, "http://examplebucket.s3.amazonaws.com/test.txt",
+         "20130524T000000Z", range,
+         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/"
+         "us-east-1/s3/aws4_request, SignedHeaders=host;range;"
+         "x-amz-content-sha256;x-amz-date, Signature="
+         "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"},
+        {&token,
+         "http://minio.internal:9000/bills/2024/A%21b%27%28c%29%2A%3A%40~.pdf",
+         "20240229T235959Z", NULL,
+         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240229/eu-west-1/s3/"
+         "aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;"
+         "x-amz-security-token, Signature="
+         "0f438bd712b9063e30a7919faa63675a5041505c150413a246753ec6541e2edc"},
+        {&probe, "https://dss-bills.s3.eu-west-1.amazonaws.com/?max-keys=0",
+         "20261201T170000Z", NULL,
+         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/eu-west-1/s3/"
+         "aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
+         "Signature="
+         "ef92edfe228fa53a8e159af1a1ccd45a2abbf88d169e759273f59d379f5fa5c7"},
+        {&oci,
+         "https://ns.compat.objectstorage.eu-frankfurt-1.oraclecloud.com/"
+         "dss-bills/bills/%C3%A9%201.pdf",
+         "20261231T235959Z", NULL,
+         "AWS4-HMAC-SHA256 Credential=0123456789abcdef0123456789abcdef01234567"
+         "/20261231/eu-frankfurt-1/s3/aws4_request, SignedHeaders=host;"
+         "x-amz-content-sha256;x-amz-date, Signature="
+         "41f38ea1023db40531d5b51d09ef71579e1b468048fb0eabafded384878caff6"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[512];
+        size_t n = dss_bill_s3_authorization(cases[i].s3, cases[i].url,
+                                             cases[i].date, cases[i].headers,
+                                             out, sizeof(out));
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_string_equal(out, cases[i].want);
+    }
+    /* no host, or a buffer too small: nothing */
+    char small[16];
+    assert_int_equal(dss_bill_s3_authorization(&aws, "http:///x",
+                                               "20130524T000000Z", NULL, small,
+                                               sizeof(small)),
+                     0);
+    assert_int_equal(dss_bill_s3_authorization(
+                         &aws, "http://h/x", "20130524T000000Z", NULL, small,
+                         sizeof(small)),
+                     0);
+}
+
+static void test_D9_fetch_signs_with_the_current_time(void **state) {
+    (void)state;
+    /* without a fixed x-amz-date, the fetch signs now, and its signature is
+     * the one the (vector-checked) signer gives for that time */
+    static const dss_bill_s3_options s3 = {
+        .region = "eu-west-1", .service = "s3",
+        .access_key_id = "AKIDEXAMPLE", .secret_access_key = "S3CR3T/x+y"};
+    dss_bill_upstream_options o = {
+        .connect_timeout_ms = 5000, .timeout_ms = 8000, .max_size = 1 << 20,
+        .buffer_size = 1024, .temp_dir = "/tmp", .s3 = &s3};
+    char request[8192], detail[512], auth[512], date[64], want[512];
+    time_t before = time(NULL);
+    exchange(&o, "http://bills.s3.eu-west-1.amazonaws.com/a b.pdf",
+             "bills.s3.eu-west-1.amazonaws.com:80", not_found, request,
+             sizeof(request), detail, sizeof(detail));
+    assert_non_null(strstr(request, "GET /a%20b.pdf HTTP/1.1\r\n"));
+    assert_non_null(strstr(request, "\r\nHost: bills.s3.eu-west-1."
+                                    "amazonaws.com\r\n"));
+    assert_non_null(header_value(request, "x-amz-date", date, sizeof(date)));
+    struct tm tm = {0};
+    assert_non_null(strptime(date, "%Y%m%dT%H%M%SZ", &tm));
+    time_t signed_at = timegm(&tm);
+    assert_true(signed_at >= before - 1 && signed_at <= time(NULL) + 1);
+    assert_non_null(header_value(request, "Authorization", auth,
+                                 sizeof(auth)));
+    assert_int_not_equal(dss_bill_s3_authorization(
+                             &s3, "http://bills.s3.eu-west-1.amazonaws.com/"
+                                  "a%20b.pdf",
+                             date, NULL, want, sizeof(want)),
+                         0);
+    assert_string_equal(auth, want);
+    assert_null(strstr(request, "S3CR3T"));
+}
+
+static void test_D9_signing_key_follows_the_date(void **state) {
+    (void)state;
+    /* a worker keeps the derived key per day: across midnight (UTC) the
+     * next fetch of the same location must use the new day's key */
+    static const dss_bill_s3_options s3 = {
+        .region = "eu-west-1", .service = "s3",
+        .access_key_id = "AKIDEXAMPLE", .secret_access_key = "S3CR3T/x+y"};
+    static const char *const days[][2] = {
+        {"x-amz-date: 20240229T235959Z", NULL},
+        {"x-amz-date: 20240301T000001Z", NULL},
+        {"x-amz-date: 20240229T235959Z", NULL},
+    };
+    shared_pool = dss_bill_fetch_pool_create(1, 0);
+    for (size_t i = 0; i < sizeof(days) / sizeof(days[0]); i++) {
+        dss_bill_upstream_options o = {
+            .connect_timeout_ms = 5000, .timeout_ms = 8000,
+            .max_size = 1 << 20, .buffer_size = 1024, .temp_dir = "/tmp",
+            .headers = days[i], .s3 = &s3};
+        char request[8192], detail[512], auth[512], want[512];
+        exchange(&o, "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
+                 "bills.s3.eu-west-1.amazonaws.com:80", not_found, request,
+                 sizeof(request), detail, sizeof(detail));
+        assert_non_null(header_value(request, "Authorization", auth,
+                                     sizeof(auth)));
+        assert_int_not_equal(
+            dss_bill_s3_authorization(
+                &s3, "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
+                days[i][0] + 12, days[i], want, sizeof(want)),
+            0);
+        assert_string_equal(auth, want);
+    }
+    dss_bill_fetch_pool_destroy(shared_pool);
+    shared_pool = NULL;
+}
+
 /* ---- D5, D6: what S3's answers become ------------------------------------ */
 
 static void test_D5_D6_s3_answers(void **state) {
     (void)state;
     static dss_bill_s3_options s3 = {
-        .sigv4 = "aws:amz:eu-west-1:s3",
+        .region = "eu-west-1",
+        .service = "s3",
         .access_key_id = "AKIDEXAMPLE",
         .secret_access_key = "TOPSECRETKEY",
     };
@@ -512,6 +667,9 @@ int main(void) {
         cmocka_unit_test(test_H3_s3_probe_is_the_bucket),
         cmocka_unit_test(test_D9_sigv4_matches_the_published_aws_example),
         cmocka_unit_test(test_D9_sigv4_token_and_encoded_key_match_botocore),
+        cmocka_unit_test(test_D9_sigv4_signatures_match_botocore),
+        cmocka_unit_test(test_D9_fetch_signs_with_the_current_time),
+        cmocka_unit_test(test_D9_signing_key_follows_the_date),
         cmocka_unit_test(test_D5_D6_s3_answers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
