@@ -56,6 +56,7 @@ typedef struct {
     ngx_http_dss_bill_transfer_t  probe;
     ngx_flag_t                    archive_healthy;
     ngx_flag_t                    archive_probed;
+    ngx_flag_t                    archive_optional; /* a cache covers it */
 } ngx_http_dss_bill_health_t;
 
 
@@ -63,6 +64,10 @@ typedef struct {
     ngx_array_t                   healths;       /* ngx_http_dss_bill_health_t * */
     ngx_flag_t                    uses_curl;
     size_t                        upstream_memory;   /* dss_bill_upstream_memory */
+    ngx_array_t                   caches;    /* ngx_http_file_cache_t *,
+                                                dss_bill_cache_path */
+    time_t                        cache_error_logged;   /* per worker */
+    ngx_uint_t                    cache_errors_unlogged;
 } ngx_http_dss_bill_main_conf_t;
 
 
@@ -122,6 +127,14 @@ typedef struct {
     ngx_str_t                     upstream_health_url;  /* "off": no probe */
     ngx_http_dss_bill_s3_conf_t   s3;            /* dss_bill_upstream_s3* */
 
+    /* the archive cache */
+    ngx_shm_zone_t               *cache;         /* dss_bill_cache, or NULL */
+    ngx_str_t                     cache_identity;   /* the key's credential
+                                                       part, or empty */
+    u_char                       *cache_file;    /* where it was set */
+    ngx_uint_t                    cache_line;
+    ngx_uint_t                    health_archive;   /* dss_bill_health_archive */
+
     /* derived at configuration time */
     void                        **loc_conf;      /* rewriting filters off */
     dss_bill_id_rule              id_rule;
@@ -130,11 +143,30 @@ typedef struct {
 } ngx_http_dss_bill_loc_conf_t;
 
 
+#define NGX_HTTP_DSS_BILL_HEALTH_ARCHIVE_REQUIRED  0
+#define NGX_HTTP_DSS_BILL_HEALTH_ARCHIVE_CACHE     1
+
+#define NGX_HTTP_DSS_BILL_CACHE_NONE  0
+#define NGX_HTTP_DSS_BILL_CACHE_MISS  1
+#define NGX_HTTP_DSS_BILL_CACHE_HIT   2
+
+
 /* Per request: what the variables show, and the header filter keeps. */
 typedef struct {
     ngx_str_t                     bill_id;
     ngx_table_elt_t              *cache_control;  /* the module's own */
+    ngx_str_t                     url;           /* the archive's, resolved,
+                                                    NUL-terminated */
+    ngx_uint_t                    cache_status;  /* NGX_HTTP_DSS_BILL_CACHE_* */
 } ngx_http_dss_bill_ctx_t;
+
+
+/* A bill in a file: the document root's, or the body of a cache file. */
+typedef struct {
+    ngx_str_t                     path;
+    ngx_open_file_info_t          of;        /* of.size: the bill's size */
+    off_t                         start;     /* where the bill starts */
+} ngx_http_dss_bill_file_t;
 
 
 ngx_int_t ngx_http_dss_bill_handler(ngx_http_request_t *r);
@@ -144,8 +176,24 @@ ngx_int_t ngx_http_dss_bill_fail(ngx_http_request_t *r,
 ngx_int_t ngx_http_dss_bill_send(ngx_http_request_t *r, ngx_str_t *id,
     ngx_buf_t *b, off_t size);
 
+dss_bill_outcome ngx_http_dss_bill_check_file(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_file_t *file,
+    ngx_err_t *err);
+ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
+    ngx_http_dss_bill_file_t *file, ngx_str_t *id);
+
+ngx_int_t ngx_http_dss_bill_archive(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx);
 ngx_int_t ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
-    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id);
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx);
+
+char *ngx_http_dss_bill_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_cache_merge(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *prev, ngx_http_dss_bill_loc_conf_t *conf);
+void ngx_http_dss_bill_cache_store(ngx_http_request_t *r,
+    dss_bill_body *body);
+void ngx_http_dss_bill_cache_abandon(ngx_http_request_t *r,
+    ngx_uint_t status);
 char *ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
     ngx_http_dss_bill_loc_conf_t *prev, ngx_http_dss_bill_loc_conf_t *conf);
 char *ngx_http_dss_bill(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -26,6 +26,8 @@ typedef struct {
     in_port_t               local_port;   /* 0 until known */
     in_port_t               remote_port;
     ngx_socket_t            same_port;    /* next with this local port */
+    dev_t                   dev;          /* which file the descriptor is */
+    ino_t                   ino;
     unsigned                idle:1;       /* kept by libcurl, unused */
 } ngx_http_dss_bill_socket_t;
 
@@ -55,6 +57,9 @@ typedef struct {
 static curl_socket_t ngx_http_dss_bill_curl_open(void *clientp,
     curlsocktype purpose, struct curl_sockaddr *address);
 static int ngx_http_dss_bill_curl_close(void *clientp, curl_socket_t s);
+static void ngx_http_dss_bill_curl_identify(ngx_socket_t s);
+static ngx_uint_t ngx_http_dss_bill_curl_is_ours(ngx_socket_t s);
+static void ngx_http_dss_bill_curl_forget(ngx_socket_t s);
 static ngx_int_t ngx_http_dss_bill_curl_register(ngx_socket_t s,
     ngx_connection_t *c);
 static ngx_http_dss_bill_socket_t *ngx_http_dss_bill_curl_lookup(
@@ -158,6 +163,7 @@ ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle, size_t memory_budget)
 void
 ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle)
 {
+    ngx_socket_t               s;
     ngx_http_dss_bill_curl_t  *dc = &ngx_http_dss_bill_curl;
 
     if (dc->multi == NULL) {
@@ -180,6 +186,14 @@ ngx_http_dss_bill_curl_exit(ngx_cycle_t *cycle)
     curl_multi_cleanup(dc->multi);
     dc->multi = NULL;
     ERR_clear_error();
+
+    /* what is left was closed by libcurl itself */
+
+    for (s = 0; (ngx_uint_t) s < dc->nsockets; s++) {
+        if (dc->sockets[s].connection) {
+            ngx_http_dss_bill_curl_forget(s);
+        }
+    }
 
     dss_bill_fetch_pool_destroy(dc->pool);
     dc->pool = NULL;
@@ -345,6 +359,11 @@ ngx_http_dss_bill_curl_open(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
+    if (ngx_http_dss_bill_curl_lookup(s)) {
+        /* the number is free again: its socket was closed behind our back */
+        ngx_http_dss_bill_curl_forget(s);
+    }
+
     /* logs "worker_connections are not enough" itself */
     c = ngx_get_connection(s, dc->log);
     if (c == NULL) {
@@ -359,6 +378,7 @@ ngx_http_dss_bill_curl_open(void *clientp, curlsocktype purpose,
     }
 
     dc->sockets[s].remote_port = ngx_inet_get_port(&address->addr);
+    ngx_http_dss_bill_curl_identify(s);
 
     c->read->handler = ngx_http_dss_bill_curl_event;
     c->write->handler = ngx_http_dss_bill_curl_event;
@@ -547,7 +567,11 @@ ngx_http_dss_bill_curl_socket(CURL *easy, curl_socket_t s, int what,
     sock = ngx_http_dss_bill_curl_lookup(s);
 
     if (what == CURL_POLL_REMOVE) {
-        if (sock) {
+        if (sock && !ngx_http_dss_bill_curl_is_ours(s)) {
+            /* closed by libcurl itself, not kept: nothing to watch */
+            ngx_http_dss_bill_curl_forget(s);
+
+        } else if (sock) {
             /* no transfer uses it now: libcurl keeps it for reuse */
             ngx_http_dss_bill_curl_idle(sock);
 
@@ -707,7 +731,89 @@ ngx_http_dss_bill_curl_idle_readable(ngx_event_t *rev)
                       "dss_bill: dup2() over an idle archive connection "
                       "failed");
         (void) shutdown(c->fd, SHUT_RDWR);
+        return;
     }
+
+    /* the descriptor is the dead socket now, and still ours */
+    ngx_http_dss_bill_curl_identify(c->fd);
+}
+
+
+/*
+ * libcurl 7.88 closes a socket that never finished connecting with close(),
+ * not through CURLOPT_CLOSESOCKETFUNCTION (cf-socket.c, cf_socket_close(),
+ * "not active"), e.g. after a connect timeout. Its number may then come
+ * back as another file: the registry remembers which file each descriptor
+ * was, so that such a socket is forgotten rather than watched.
+ */
+
+static void
+ngx_http_dss_bill_curl_identify(ngx_socket_t s)
+{
+    struct stat                  st;
+    ngx_http_dss_bill_socket_t  *sock;
+
+    sock = ngx_http_dss_bill_curl_lookup(s);
+
+    if (sock && fstat(s, &st) == 0) {
+        sock->dev = st.st_dev;
+        sock->ino = st.st_ino;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_dss_bill_curl_is_ours(ngx_socket_t s)
+{
+    struct stat                  st;
+    ngx_http_dss_bill_socket_t  *sock;
+
+    sock = ngx_http_dss_bill_curl_lookup(s);
+
+    return sock && fstat(s, &st) == 0
+           && st.st_dev == sock->dev && st.st_ino == sock->ino;
+}
+
+
+static void
+ngx_http_dss_bill_curl_forget(ngx_socket_t s)
+{
+    ngx_connection_t            *c;
+    ngx_http_dss_bill_socket_t  *sock;
+    ngx_http_dss_bill_curl_t    *dc = &ngx_http_dss_bill_curl;
+
+    sock = &dc->sockets[s];
+    c = sock->connection;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, dc->log, 0,
+                   "dss_bill: archive socket %d was closed by libcurl", s);
+
+    /* closing it took it out of the event set: only the flags are left */
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    if (sock->local_port) {
+        ngx_http_dss_bill_curl_unlink_port(s);
+    }
+
+    ngx_memzero(sock, sizeof(ngx_http_dss_bill_socket_t));
 }
 
 

@@ -8,12 +8,6 @@
 #include "ngx_http_dss_bill.h"
 
 
-typedef struct {
-    ngx_str_t                  path;
-    ngx_open_file_info_t       of;
-} ngx_http_dss_bill_file_t;
-
-
 static ngx_int_t ngx_http_dss_bill_download(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id);
 static dss_bill_outcome ngx_http_dss_bill_open(ngx_http_request_t *r,
@@ -25,8 +19,6 @@ static dss_bill_outcome ngx_http_dss_bill_check_pdf(ngx_http_request_t *r,
 static ngx_int_t ngx_http_dss_bill_read_at(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, u_char *to, size_t len, off_t offset,
     ngx_err_t *err);
-static ngx_int_t ngx_http_dss_bill_send_file(ngx_http_request_t *r,
-    ngx_http_dss_bill_file_t *file, ngx_str_t *id);
 
 
 static ngx_str_t  ngx_http_dss_bill_allow = ngx_string("Allow");
@@ -117,11 +109,12 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
     ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
 
     if (dlcf->root.len == 0) {
-        return ngx_http_dss_bill_upstream_fetch(r, dlcf, id);
+        return ngx_http_dss_bill_archive(r, dlcf, ctx);
     }
 
     err = 0;
     ngx_str_null(&file.path);
+    file.start = 0;
 
     outcome = ngx_http_dss_bill_open(r, dlcf, id, &file, &err);
 
@@ -136,7 +129,7 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
                        "dss_bill: \"%V\" not in the root, asking the archive",
                        id);
 
-        return ngx_http_dss_bill_upstream_fetch(r, dlcf, id);
+        return ngx_http_dss_bill_archive(r, dlcf, ctx);
     }
 
     return ngx_http_dss_bill_fail(r, outcome, id, "file", &file.path, NULL,
@@ -158,7 +151,6 @@ ngx_http_dss_bill_open(ngx_http_request_t *r,
     u_char                     name[DSS_BILL_ID_LIMIT + sizeof(".pdf")], *p;
     size_t                     size;
     ngx_str_t                  rel;
-    dss_bill_outcome           outcome;
     ngx_open_file_info_t      *of;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -223,7 +215,21 @@ ngx_http_dss_bill_open(ngx_http_request_t *r,
                        : DSS_BILL_INTERNAL_ERROR;
     }
 
-    outcome = dss_bill_check_file(of->is_file, of->size, dlcf->max_size);
+    return ngx_http_dss_bill_check_file(r, dlcf, file, err);
+}
+
+
+/* D4, D8: a bill in a file: a regular one, 0 < size <= limit, a PDF. */
+
+dss_bill_outcome
+ngx_http_dss_bill_check_file(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_file_t *file,
+    ngx_err_t *err)
+{
+    dss_bill_outcome  outcome;
+
+    outcome = dss_bill_check_file(file->of.is_file, file->of.size,
+                                  dlcf->max_size);
     if (outcome != DSS_BILL_OK) {
         return outcome;
     }
@@ -277,7 +283,7 @@ ngx_http_dss_bill_check_pdf(ngx_http_request_t *r,
 
 
 /*
- * Reads exactly len bytes at offset: NGX_OK, NGX_DECLINED when the file
+ * Reads exactly len bytes at offset (from the bill's start): NGX_OK, NGX_DECLINED when the file
  * ends first, NGX_ERROR with *err. With directio the descriptor is O_DIRECT,
  * which takes only aligned reads: they go through an aligned buffer.
  */
@@ -302,6 +308,8 @@ ngx_http_dss_bill_read_at(ngx_http_request_t *r,
     if (len == 0) {
         return NGX_OK;
     }
+
+    offset += file->start;
 
     if (!file->of.is_directio) {
         n = ngx_read_file(&f, to, len, offset);
@@ -345,7 +353,7 @@ ngx_http_dss_bill_read_at(ngx_http_request_t *r,
 
 /* The body as a file buffer, so that sendfile serves it. */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_dss_bill_send_file(ngx_http_request_t *r,
     ngx_http_dss_bill_file_t *file, ngx_str_t *id)
 {
@@ -361,8 +369,8 @@ ngx_http_dss_bill_send_file(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->file_pos = 0;
-    b->file_last = file->of.size;
+    b->file_pos = file->start;
+    b->file_last = file->start + file->of.size;
     b->in_file = 1;
 
     b->file->fd = file->of.fd;

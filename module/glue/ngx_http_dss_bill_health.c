@@ -32,7 +32,8 @@ ngx_http_dss_bill_health_handler(ngx_http_request_t *r,
     /* H3: the cached verdicts; no storage or archive access here (H4) */
 
     if ((health->root.len && !health->root_healthy)
-        || (health->probe_url.len && !health->archive_healthy))
+        || (health->probe_url.len && !health->archive_healthy
+            && !health->archive_optional))
     {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
@@ -81,6 +82,12 @@ ngx_http_dss_bill_health_create(ngx_conf_t *cf,
         health->probe_url = dlcf->upstream_health_url;
         health->options = &dlcf->upstream_options;
     }
+
+    /* dss_bill_health_archive cache: the cache serves through an outage */
+
+    health->archive_optional =
+        (dlcf->cache
+         && dlcf->health_archive == NGX_HTTP_DSS_BILL_HEALTH_ARCHIVE_CACHE);
 
     /* until a probe says otherwise, a new worker serves (zero-downtime
      * reloads must not flap a load balancer) */

@@ -24,6 +24,8 @@ static void ngx_http_dss_bill_exit_process(ngx_cycle_t *cycle);
 
 static ngx_int_t ngx_http_dss_bill_id_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_dss_bill_cache_status_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_conf_post_handler_pt  ngx_http_dss_bill_positive_size_post =
@@ -37,6 +39,13 @@ static ngx_conf_num_bounds_t  ngx_http_dss_bill_buffer_size_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_dss_bill_redirects_bounds = {
     ngx_conf_check_num_bounds, 0, 10
+};
+
+
+static ngx_conf_enum_t  ngx_http_dss_bill_health_archive_values[] = {
+    { ngx_string("required"), NGX_HTTP_DSS_BILL_HEALTH_ARCHIVE_REQUIRED },
+    { ngx_string("cache"), NGX_HTTP_DSS_BILL_HEALTH_ARCHIVE_CACHE },
+    { ngx_null_string, 0 }
 };
 
 
@@ -231,6 +240,28 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       0,
       NULL },
 
+    /* nginx's own cache: proxy_cache_path's parser, zone tagged as ours */
+    { ngx_string("dss_bill_cache_path"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_file_cache_set_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_main_conf_t, caches),
+      &ngx_http_dss_bill_module },
+
+    { ngx_string("dss_bill_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_health_archive"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dss_bill_loc_conf_t, health_archive),
+      &ngx_http_dss_bill_health_archive_values },
+
       ngx_null_command
 };
 
@@ -269,6 +300,10 @@ ngx_module_t  ngx_http_dss_bill_module = {
 static ngx_http_variable_t  ngx_http_dss_bill_vars[] = {
 
     { ngx_string("dss_bill_id"), NULL, ngx_http_dss_bill_id_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("dss_bill_cache_status"), NULL,
+      ngx_http_dss_bill_cache_status_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -321,6 +356,39 @@ ngx_http_dss_bill_id_variable(ngx_http_request_t *r,
 }
 
 
+static ngx_str_t  ngx_http_dss_bill_cache_statuses[] = {
+    ngx_null_string,
+    ngx_string("MISS"),
+    ngx_string("HIT"),
+};
+
+
+static ngx_int_t
+ngx_http_dss_bill_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                *status;
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx == NULL || ctx->cache_status == NGX_HTTP_DSS_BILL_CACHE_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    status = &ngx_http_dss_bill_cache_statuses[ctx->cache_status];
+
+    v->len = status->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = status->data;
+
+    return NGX_OK;
+}
+
+
 static void *
 ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf)
 {
@@ -333,6 +401,13 @@ ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&dmcf->healths, cf->pool, 4,
                        sizeof(ngx_http_dss_bill_health_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&dmcf->caches, cf->pool, 4,
+                       sizeof(ngx_http_file_cache_t *))
         != NGX_OK)
     {
         return NULL;
@@ -392,6 +467,8 @@ ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf)
     conf->upstream_redirects = NGX_CONF_UNSET;
     conf->upstream_keepalive = NGX_CONF_UNSET;
     conf->upstream_ssl_verify = NGX_CONF_UNSET;
+    conf->cache = NGX_CONF_UNSET_PTR;
+    conf->health_archive = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -451,6 +528,10 @@ ngx_http_dss_bill_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* everything below is derived once, here, not per request */
 
     if (ngx_http_dss_bill_upstream_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_dss_bill_cache_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -34,40 +34,31 @@ static ngx_str_t  ngx_http_dss_bill_temp_name =
     ngx_string("dss_bill temporary file");
 
 
+/* Fetches the bill from bctx->url (resolved by ngx_http_dss_bill_archive). */
+
 ngx_int_t
 ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
-    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_str_t *id)
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *bctx)
 {
-    ngx_str_t                       url;
     ngx_pool_cleanup_t             *pcln;
     ngx_http_cleanup_t             *cln;
     ngx_http_dss_bill_fetch_ctx_t  *ctx;
 
-    if (ngx_http_complex_value(r, dlcf->upstream, &url) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_dss_bill_fetch_ctx_t));
     if (ctx == NULL) {
+        ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->url.data = ngx_pnalloc(r->pool, url.len + 1);
-    if (ctx->url.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(ctx->url.data, url.data, url.len);
-    ctx->url.data[url.len] = '\0';
-    ctx->url.len = url.len;
 
     ctx->request = r;
-    ctx->id = *id;
+    ctx->id = bctx->bill_id;
+    ctx->url = bctx->url;
 
     /* runs however the request ends: done, client gone, or terminated */
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
+        ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -79,6 +70,7 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
 
     pcln = ngx_pool_cleanup_add(r->pool, 0);
     if (pcln == NULL) {
+        ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -97,8 +89,10 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
                                          r->connection->log)
         != NGX_OK)
     {
-        return ngx_http_dss_bill_fail(r, DSS_BILL_INTERNAL_ERROR, id, "url",
-                                      &ctx->url, "cannot start the fetch", 0);
+        ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return ngx_http_dss_bill_fail(r, DSS_BILL_INTERNAL_ERROR, &ctx->id,
+                                      "url", &ctx->url,
+                                      "cannot start the fetch", 0);
     }
 
     cln->handler = ngx_http_dss_bill_upstream_cleanup;
@@ -164,6 +158,9 @@ ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     dss_bill_body   body;
 
     if (outcome != DSS_BILL_OK) {
+        /* requests waiting for this fetch get the same answer */
+        ngx_http_dss_bill_cache_abandon(r, dss_bill_outcome_status(outcome));
+
         return ngx_http_dss_bill_fail(r, outcome, &ctx->id, "url", &ctx->url,
                                       dss_bill_fetch_detail(ctx->transfer.fetch),
                                       0);
@@ -172,6 +169,8 @@ ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     /* D3, D8: checked complete, within the limit, a PDF; now it goes out */
 
     body = dss_bill_fetch_body(ctx->transfer.fetch);
+
+    ngx_http_dss_bill_cache_store(r, &body);
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -214,6 +213,7 @@ ngx_http_dss_bill_upstream_deadline(ngx_event_t *ev)
     c = r->connection;
 
     ngx_http_dss_bill_transfer_stop(&ctx->transfer);
+    ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
 
     rc = ngx_http_dss_bill_fail(r, DSS_BILL_UPSTREAM_TIMEOUT, &ctx->id, "url",
                                 &ctx->url, "the fetch outlived its deadline",
@@ -242,6 +242,9 @@ ngx_http_dss_bill_upstream_cleanup(void *data)
     /* out of the multi handle before anything it writes to is freed */
 
     ngx_http_dss_bill_transfer_stop(&ctx->transfer);
+
+    /* a client gone mid-fetch: a waiting request takes the fetch over */
+    ngx_http_dss_bill_cache_abandon(ctx->request, 0);
 }
 
 

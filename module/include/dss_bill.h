@@ -408,6 +408,16 @@ size_t dss_bill_s3_authorization(const dss_bill_s3_options *s3,
 int dss_bill_s3_error_parse(const char *body, size_t len, char *code,
                             size_t code_size, char *message,
                             size_t message_size);
+/* ---- archive cache entries (issue 9) ----------------------------------- */
+
+/*
+ * Writes a cache entry into the new file fd: header (header_len bytes) at
+ * offset 0, then the bill's size bytes from body (memory or its file, which
+ * is read from offset 0 and not moved). Returns 0, or an errno value (ENOSPC
+ * on a full disk; ENODATA when the body's file is shorter than its size).
+ */
+int dss_bill_cache_write(int fd, const unsigned char *header,
+                         size_t header_len, const dss_bill_body *body);
 
 /* ---- document-root health probe (H3) ----------------------------------- */
 

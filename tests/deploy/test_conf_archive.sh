@@ -4,7 +4,8 @@
 # its own certificate, an API key required): proves the root-then-archive
 # order, the archive's certificate verified with the configured CA, the API
 # key sent, the archive's 404 as DSS's 404, and the health check following
-# the archive (H3).
+# the archive (H3), and the archive cache: a bill fetched once is served
+# from the cache while the archive is down (issue 9).
 #
 #   test_conf_archive.sh MODULE_SO MAKE_BILL
 # shellcheck source=tests/deploy/lib.sh
@@ -21,6 +22,7 @@ make_bill=$(absolute "$2")
 archive=$(new_dir)
 mkdir -p "$archive/bills"
 "$make_bill" "$archive/bills/100000000001.pdf" 100000000001 300000 >/dev/null
+"$make_bill" "$archive/bills/100000000003.pdf" 100000000003 >/dev/null
 chmod 644 "$archive"/bills/*.pdf
 "$REPO/scripts/make-cert" --only --ip 127.0.0.1 --bits 2048 "$archive" >/dev/null
 render_archive() {
@@ -60,6 +62,7 @@ render_instance() {
         "/etc/nginx/dss/" "$dir/" \
         "/var/log/nginx/" "$dir/logs/" \
         "/srv/dss/bills" "$dir/bills" \
+        "/var/lib/nginx/dss-bill-cache" "$dir/cache" \
         "https://archive.internal" "https://127.0.0.1:$archive_port" \
         "203.0.113.0/24" "127.0.0.1"
     main_conf "$dir" "$module" "$dir/dss-bill.conf"
@@ -90,9 +93,15 @@ ok "a bill in the local folder is served from there"
 expect_status 404 "$base/dss/bill/download/100000000009" "${tls[@]}" "${auth[@]}"
 ok "D5: in neither place: the archive's 404 is DSS's 404"
 
-# The archive goes away: downloads from it are 500, the health check 503.
+# The archive goes away: cached bills are still served, the others are 500,
+# the health check 503 (dss_bill_health_archive required).
 stop_nginx "$archive_pid"
-expect_status 500 "$base/dss/bill/download/100000000001" "${tls[@]}" "${auth[@]}"
+curl -sS -o "$dir/cached.pdf" "${tls[@]}" "${auth[@]}" \
+    "$base/dss/bill/download/100000000001" || fail "cached download"
+cmp -s "$dir/cached.pdf" "$archive/bills/100000000001.pdf" ||
+    fail "cached download: body"
+ok "a bill fetched before is served from the cache with the archive down"
+expect_status 500 "$base/dss/bill/download/100000000003" "${tls[@]}" "${auth[@]}"
 wait_until 20 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' \
     --cacert '$dir/cert.pem' '$base/dss/bill/healthcheck')\" = 503 ]" ||
     fail "health did not turn 503 with the archive down"

@@ -220,12 +220,150 @@ static int respond_probe_or_file(connection *c, const char *path) {
     return rc;
 }
 
+/* ---- archive cache tests: /g/, /gh/, /gs/, outages, per-path counts ------ */
+
+void fault_origin_set_tag(fault_origin *o, const char *tag) {
+    snprintf(o->tag, sizeof(o->tag), "%s", tag);
+}
+
+char *fault_origin_gen_bill_for(fault_origin *o, const char *id,
+                                const char *client, size_t *size) {
+    char *end = NULL;
+    unsigned long n = strtoul(id, &end, 10);
+    if (end == id || *end != '-' || n < 64 || n > 64UL * 1024 * 1024) {
+        return NULL;
+    }
+    char name[300];
+    snprintf(name, sizeof(name), "%s|%s%s%.*s", o->tag, client ? client : "",
+             client && *client ? "|" : "", (int)strcspn(id, "?"), id);
+    *size = (size_t)n;
+    return fault_origin_bill(name, (size_t)n);
+}
+
+char *fault_origin_gen_bill(fault_origin *o, const char *id, size_t *size) {
+    return fault_origin_gen_bill_for(o, id, NULL, size);
+}
+
+/* The value of request header name (case-insensitive), up to cap-1 bytes;
+ * "" when absent. */
+static void request_header(const char *request, const char *name, char *out,
+                           size_t cap) {
+    size_t len = strlen(name);
+    out[0] = '\0';
+    for (const char *line = strstr(request, "\r\n"); line != NULL;
+         line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, name, len) == 0 && line[2 + len] == ':') {
+            const char *v = line + 3 + len;
+            v += strspn(v, " ");
+            snprintf(out, cap, "%.*s", (int)strcspn(v, "\r\n"), v);
+        }
+    }
+}
+
+void fault_origin_outage(fault_origin *o, int mode) {
+    o->outage = mode;
+}
+
+int fault_origin_path_requests(fault_origin *o, const char *path) {
+    int count = 0;
+    pthread_mutex_lock(&o->lock);
+    for (int i = 0; i < o->paths_used; i++) {
+        if (strcmp(o->path_counts[i].path, path) == 0) {
+            count = o->path_counts[i].count;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    return count;
+}
+
+/* Called with o->lock held, for every request. */
+static void count_path(fault_origin *o, const char *path) {
+    for (int i = 0; i < o->paths_used; i++) {
+        if (strcmp(o->path_counts[i].path, path) == 0) {
+            o->path_counts[i].count++;
+            return;
+        }
+    }
+    if (o->paths_used < FAULT_ORIGIN_PATHS) {
+        snprintf(o->path_counts[o->paths_used].path,
+                 sizeof(o->path_counts[0].path), "%.119s", path);
+        o->path_counts[o->paths_used++].count = 1;
+    }
+}
+
+/* The outage, /g/, /gh/ and /gs/; -1 for any other request, else what
+ * respond returns. */
+static int respond_cache_test(connection *c, const char *path,
+                              const char *request) {
+    fault_origin *o = c->origin;
+    char head[256];
+    if (o->outage == FAULT_ORIGIN_OUTAGE_RESET) {
+        struct linger hard = {1, 0}; /* close() sends a RST */
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+        return 0;
+    }
+    if (o->outage == FAULT_ORIGIN_OUTAGE_500) {
+        send_text(c->fd, "HTTP/1.1 500 Internal Server Error\r\n"
+                         "Content-Type: text/html\r\nContent-Length: 16\r\n"
+                         "Connection: close\r\n\r\n<html>500</html>");
+        return 0;
+    }
+    int held = strncmp(path, "/gh/", 4) == 0 || strncmp(path, "/gs/", 4) == 0;
+    if (!held && strncmp(path, "/g/", 3) != 0) {
+        return -1;
+    }
+    if (held && park(c, FAULT_ORIGIN_HOLD_BILLS)) {
+        return 0;
+    }
+    const char *id = path + (held ? 4 : 3);
+    if (strncmp(path, "/gs/", 4) == 0) {
+        int status = atoi(id);
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d Whatever\r\nContent-Type: text/html\r\n"
+                 "Content-Length: 16\r\nConnection: close\r\n\r\n"
+                 "<html>%03d</html>",
+                 status, status % 1000);
+        send_text(c->fd, head);
+        return 0;
+    }
+    /* the archive's client, as an API key or a Basic user names it */
+    char key[96], auth[96], client[256] = "";
+    request_header(request, "X-Api-Key", key, sizeof(key));
+    request_header(request, "Authorization", auth, sizeof(auth));
+    if (key[0] || auth[0]) {
+        snprintf(client, sizeof(client), "key=%s,auth=%s", key, auth);
+    }
+    size_t size = 0;
+    char *bill = fault_origin_gen_bill_for(o, id, client, &size);
+    if (bill == NULL) {
+        send_text(c->fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n");
+        return 0;
+    }
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+             size);
+    if (send_text(c->fd, head) == 0) {
+        dss_send_all(c->fd, bill, size);
+    }
+    free(bill);
+    return 0;
+}
+
+/* ---- end of the archive cache tests' part ---------------------------------- */
+
 /* Answers one request; returns 1 when the connection stays open for the
  * next one. */
 static int respond(connection *c, const char *path, const char *request) {
     int fd = c->fd;
     const char *pdf = fault_origin_pdf();
     char head[512];
+
+    int cache_test = respond_cache_test(c, path, request);
+    if (cache_test >= 0) {
+        return cache_test;
+    }
 
     if (strcmp(path, "/health") == 0 ||
         (strncmp(path, "/b/", 3) == 0 && c->origin->dir[0])) {
@@ -488,6 +626,7 @@ static void *serve(void *arg) {
         if (sscanf(request, "%15s %2047s", method, path) == 2) {
             pthread_mutex_lock(&c->origin->lock);
             c->origin->requests++;
+            count_path(c->origin, path);
             pthread_mutex_unlock(&c->origin->lock);
             keep = respond(c, path, request);
         }

@@ -51,6 +51,23 @@
  *   /redirect-same-<id>  302 to /record-<id> (the same origin)
  *   /record-<id>         200, fault_origin_bill(<id>, FAULT_ORIGIN_KA_SIZE);
  *                        remembers whether X-Api-Key and Authorization came
+ *
+ * Archive cache tests (test_cache.c):
+ *   /g/<size>-<name>     200, fault_origin_gen_bill(o, "<size>-<name>"): a
+ *                        bill of exactly <size> bytes whose bytes name the
+ *                        origin's tag and the id (two origins with distinct
+ *                        tags answer the same id with the same size and
+ *                        different bytes, and so do requests with distinct
+ *                        X-Api-Key or Authorization values: see
+ *                        fault_origin_gen_bill_for); Connection: close. A query
+ *                        string is ignored (but counted as part of the path)
+ *   /gh/<size>-<name>    the same, parked while FAULT_ORIGIN_HOLD_BILLS is
+ *                        held
+ *   /gs/<NNN>-<name>     parked while FAULT_ORIGIN_HOLD_BILLS is held, then
+ *                        status NNN with a small HTML body
+ *   fault_origin_outage: every request (any path, /health too) answered 500,
+ *                        or every connection reset without an answer
+ *   fault_origin_path_requests: requests per exact path (query included)
  */
 
 #ifndef DSS_FAULT_ORIGIN_H
@@ -65,7 +82,11 @@
 #define FAULT_ORIGIN_RECORDS 32
 #define FAULT_ORIGIN_MAX_PROBES 8192
 #define FAULT_ORIGIN_HOLD_HEALTH 1 /* park /health */
-#define FAULT_ORIGIN_HOLD_BILLS 2  /* park /b/held* */
+#define FAULT_ORIGIN_PATHS 1024        /* distinct paths counted */
+#define FAULT_ORIGIN_OUTAGE_NONE 0
+#define FAULT_ORIGIN_OUTAGE_500 1   /* every request answered 500 */
+#define FAULT_ORIGIN_OUTAGE_RESET 2 /* every connection reset, no answer */
+#define FAULT_ORIGIN_HOLD_BILLS 2  /* park /b/held*, /gh/, /gs/ */
 
 typedef struct {
     char id[64];
@@ -94,6 +115,15 @@ typedef struct {
     int held;          /* requests parked now */
     int probes;
     long long probe_at[FAULT_ORIGIN_MAX_PROBES]; /* fault_origin_now_ms() */
+
+    /* archive cache tests (fault_origin_set_tag, _outage, _path_requests) */
+    char tag[16];
+    volatile int outage; /* FAULT_ORIGIN_OUTAGE_* */
+    int paths_used;
+    struct {
+        char path[120];
+        int count;
+    } path_counts[FAULT_ORIGIN_PATHS];
 } fault_origin;
 
 int fault_origin_start(fault_origin *o);
@@ -147,5 +177,32 @@ void fault_origin_fill_tagged(char *dst, size_t len, const char *id,
  * filler, "%%EOF" at the end. Distinct bytes for every id. malloc'd.
  */
 char *fault_origin_bill(const char *id, size_t size);
+
+/* ---- archive cache tests ---------------------------------------------------
+ */
+
+/* A tag (up to 15 characters) that goes into every /g/ bill's bytes. */
+void fault_origin_set_tag(fault_origin *o, const char *tag);
+
+/*
+ * What /g/<id> answers for id "<size>-<name>": malloc'd, *size set; NULL
+ * for an id without a size of at least 64.
+ */
+char *fault_origin_gen_bill(fault_origin *o, const char *id, size_t *size);
+
+/*
+ * The same for the archive client a request named: /g/ bills differ per
+ * X-Api-Key and Authorization value; client is "key=<X-Api-Key>,auth=
+ * <Authorization>" (each value as sent, "" when absent), or NULL / "" when
+ * the request had neither.
+ */
+char *fault_origin_gen_bill_for(fault_origin *o, const char *id,
+                                const char *client, size_t *size);
+
+/* FAULT_ORIGIN_OUTAGE_*: from now on every request / connection. */
+void fault_origin_outage(fault_origin *o, int mode);
+
+/* Requests so far for exactly this path (query included). */
+int fault_origin_path_requests(fault_origin *o, const char *path);
 
 #endif

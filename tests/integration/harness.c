@@ -190,7 +190,7 @@ static void write_config(dss_nginx *n, const char *http_block) {
     fprintf(f,
             "load_module %s;\n"
             "user nobody nogroup;\n"
-            "worker_processes 1;\n"
+            "worker_processes %d;\n"
             "pid %s/nginx.pid;\n"
             "error_log %s/logs/error.log info;\n"
             "events { worker_connections 1024; }\n"
@@ -203,7 +203,9 @@ static void write_config(dss_nginx *n, const char *http_block) {
             "    scgi_temp_path %s/temp/scgi;\n"
             "%s\n"
             "}\n",
-            DSS_MODULE_PATH, n->prefix, n->prefix, n->prefix, n->prefix,
+            DSS_MODULE_PATH,
+            n->worker_processes > 0 ? n->worker_processes : 1, n->prefix,
+            n->prefix, n->prefix, n->prefix,
             n->prefix, n->prefix, n->prefix, n->prefix, body);
     fclose(f);
     free(body);

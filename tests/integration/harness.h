@@ -30,6 +30,9 @@ typedef struct {
      */
     const char *const *allowed_alerts;
 
+    /* Set by a test (after dss_nginx_prepare): worker_processes; 0 is 1. */
+    int worker_processes;
+
     /* the harness's own bookkeeping (see dss_nginx_check) */
     struct {
         long from, to;

@@ -314,6 +314,7 @@ static void vhost_setup(void) {
 /* %1$d s3rver's port, %2$d the scripted origin's */
 static const char *const module_config =
     "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+    "dss_bill_cache_path @PREFIX@/cache levels=1:2 keys_zone=s3bills:1m;\n"
     "server {\n"
     "    listen 127.0.0.1:@PORT@ ssl;\n"
     "    ssl_certificate @PREFIX@/cert.pem;\n"
@@ -327,6 +328,22 @@ static const char *const module_config =
     "        dss_bill_upstream_buffer_size 4k;\n"
     "        dss_bill_upstream_keepalive on;\n"
     "        dss_bill_health_interval 100ms;\n"
+    "    }\n"
+    "    location /cached/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache s3bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bills/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        add_header X-Cache $dss_bill_cache_status always;\n"
+    "    }\n"
+    "    location /cached-other/ {\n" /* the same URL, another key */
+    "        dss_bill;\n"
+    "        dss_bill_cache s3bills;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bills/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials "
+    "profile=other;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        add_header X-Cache $dss_bill_cache_status always;\n"
     "    }\n"
     "    location /wrong/ {\n"
     "        dss_bill;\n"
@@ -385,6 +402,10 @@ static const char credentials[] =
     "[wrong]\n"
     "aws_access_key_id = " ACCESS_KEY "\n"
     "aws_secret_access_key = " WRONG_SECRET "\n"
+    "\n"
+    "[other]\n"
+    "aws_access_key_id = AKIAOTHERKEYUNKNOWN\n"
+    "aws_secret_access_key = " SECRET "\n"
     "\n"
     "[session]\n"
     "aws_access_key_id = " ACCESS_KEY "\n"
@@ -699,6 +720,36 @@ static void test_D5_access_denied_taken_as_missing(void **state) {
     assert_int_equal(dss_error_log_count(&nginx, "AccessDenied"), before + 2);
 }
 
+/* ---- the archive cache in front of the bucket -------------------------------- */
+
+static void expect_cached(const char *target, const char *cache) {
+    size_t len;
+    char *want = dss_read_file(dss_path(&nginx, "objects/1.pdf"), &len);
+    dss_response r = dss_get(&nginx, target);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(dss_header(&r, "X-Cache"), cache);
+    assert_int_equal(r.body_len, len);
+    assert_memory_equal(r.body, want, len);
+    dss_response_free(&r);
+    free(want);
+}
+
+static void test_D9_cache_in_front_of_the_bucket(void **state) {
+    (void)state;
+    expect_cached("/cached/download/100000000001", "MISS");
+    expect_cached("/cached/download/100000000001", "HIT");
+
+    /* another access key on the same URL shares no entry: s3rver does not
+     * know it, so its own fetch fails */
+    dss_response r = dss_get(&nginx, "/cached-other/download/100000000001");
+    assert_int_equal(r.status, 500);
+    assert_string_not_equal(dss_header(&r, "X-Cache"), "HIT");
+    dss_response_free(&r);
+    assert_true(dss_error_log_count(&nginx, "InvalidAccessKeyId") >= 1);
+
+    expect_cached("/cached/download/100000000001", "HIT");
+}
+
 /* ---- secrets stay secret ----------------------------------------------------- */
 
 static void assert_file_lacks_secrets(const char *rel) {
@@ -874,6 +925,7 @@ int main(void) {
         cmocka_unit_test(test_H3_clock_skew_makes_health_503),
         cmocka_unit_test(test_D9_session_token_is_sent_and_signed),
         cmocka_unit_test(test_D9_virtual_hosted_bucket),
+        cmocka_unit_test(test_D9_cache_in_front_of_the_bucket),
         cmocka_unit_test(test_D5_access_denied_taken_as_missing),
         cmocka_unit_test(test_D9_credentials_checked_by_nginx_t),
         cmocka_unit_test(test_D9_no_secret_in_logs_or_nginx_T),

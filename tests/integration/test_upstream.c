@@ -11,11 +11,14 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +29,12 @@
 static dss_nginx archive; /* stock nginx serving files */
 static dss_nginx nginx;   /* the module */
 static fault_origin origin;
+
+/* a listener whose accept queue is full: a connect to it never completes */
+#define BLACKHOLE_FILLERS 4
+static int blackhole = -1;
+static int blackhole_port;
+static int blackhole_fillers[BLACKHOLE_FILLERS];
 
 static const char *const archive_config =
     "log_format conn '$connection $connection_requests $status $uri';\n"
@@ -147,6 +156,12 @@ static const char *const module_config =
     "        dss_bill_upstream_redirects 2;\n"
     "        dss_bill_upstream_health_url off;\n"
     "    }\n"
+    "    location /blackhole/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%5$d/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_connect_timeout 300ms;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
     "    location /down/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream http://127.0.0.1:1/$dss_bill_id.pdf;\n"
@@ -158,9 +173,41 @@ static void write_archive_bill(const char *rel, const char *id, size_t size) {
     dss_write_bill(dss_path(&archive, rel), id, size);
 }
 
+/* Listens with a backlog of 0 and fills the queue with connections nobody
+ * accepts: further SYNs are dropped, so a connect hangs until its timeout. */
+static int blackhole_start(void) {
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    blackhole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (blackhole < 0 || bind(blackhole, (struct sockaddr *)&sa, len) != 0 ||
+        listen(blackhole, 0) != 0 ||
+        getsockname(blackhole, (struct sockaddr *)&sa, &len) != 0) {
+        return -1;
+    }
+    blackhole_port = ntohs(sa.sin_port);
+    for (int i = 0; i < BLACKHOLE_FILLERS; i++) {
+        blackhole_fillers[i] =
+            socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        (void)connect(blackhole_fillers[i], (struct sockaddr *)&sa, len);
+    }
+    return 0;
+}
+
+static void blackhole_stop(void) {
+    for (int i = 0; i < BLACKHOLE_FILLERS; i++) {
+        if (blackhole_fillers[i] >= 0) {
+            close(blackhole_fillers[i]);
+        }
+    }
+    if (blackhole >= 0) {
+        close(blackhole);
+    }
+}
+
 static int group_setup(void **state) {
     (void)state;
-    if (fault_origin_start(&origin) != 0 || dss_nginx_prepare(&archive) != 0 ||
+    if (blackhole_start() != 0 || fault_origin_start(&origin) != 0 || dss_nginx_prepare(&archive) != 0 ||
         dss_nginx_prepare(&nginx) != 0) {
         return -1;
     }
@@ -191,7 +238,7 @@ static int group_setup(void **state) {
     }
     char *config = NULL;
     if (asprintf(&config, module_config, archive.prefix, archive.port,
-                 archive.port2, origin.port) < 0) {
+                 archive.port2, origin.port, blackhole_port) < 0) {
         return -1;
     }
     int rc = dss_nginx_start(&nginx, config);
@@ -204,6 +251,7 @@ static int group_teardown(void **state) {
     dss_nginx_cleanup(&nginx);
     dss_nginx_cleanup(&archive);
     fault_origin_stop(&origin);
+    blackhole_stop();
     return 0;
 }
 
@@ -459,6 +507,26 @@ static void test_D6_archive_unreachable_is_500(void **state) {
     (void)state;
     expect_failure("/down/download/100000000001", 500,
                    "cannot connect to the archive");
+}
+
+/* libcurl 7.88 closes a socket whose connect timed out with close(), not
+ * through the module's close callback: the module must forget it, not
+ * watch a closed descriptor (epoll_ctl() EBADF alerts), nor take the number
+ * for its old socket when it comes back as a new one. Fetches that time out
+ * connecting alternate with fetches that reuse the descriptor numbers. */
+static void test_D6_connect_timeouts_leave_no_stale_socket(void **state) {
+    (void)state;
+    int alerts = dss_error_log_count(&nginx, "[alert]");
+    for (int i = 0; i < 4; i++) {
+        double start = dss_now_ms();
+        expect_failure("/blackhole/download/100000000001", 500,
+                       "archive");
+        assert_true(dss_now_ms() - start < 5000);
+        dss_response r = dss_get(&nginx, "/spill/download/big");
+        assert_bill_equals_file(&r, dss_path(&archive, "bills/big.pdf"));
+        dss_response_free(&r);
+    }
+    assert_int_equal(dss_error_log_count(&nginx, "[alert]"), alerts);
 }
 
 static void test_D6_archive_tls_is_verified(void **state) {
@@ -846,6 +914,7 @@ int main(void) {
         cmocka_unit_test(test_D6_archive_timeouts_are_500_within_the_timeout),
         cmocka_unit_test(test_D6_archive_reset_and_short_body_are_500),
         cmocka_unit_test(test_D6_archive_unreachable_is_500),
+        cmocka_unit_test(test_D6_connect_timeouts_leave_no_stale_socket),
         cmocka_unit_test(test_D6_archive_tls_is_verified),
         cmocka_unit_test(test_D6_archive_mutual_tls_without_worker_file_access),
         cmocka_unit_test(test_D6_redirects_only_when_configured),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -611,6 +612,102 @@ static void test_fetch_pool_reuses_easy_handles(void **state) {
     dss_bill_fetch_pool_destroy(pool);
 }
 
+
+/* ---- archive cache entries (issue 9) ----------------------------------- */
+
+static int cache_temp_file(void) {
+    char name[] = "/tmp/dss-cache-test-XXXXXX";
+    int fd = mkstemp(name);
+    assert_true(fd >= 0);
+    unlink(name);
+    return fd;
+}
+
+static void assert_file_holds(int fd, const unsigned char *header,
+                              size_t header_len, const unsigned char *bill,
+                              size_t bill_len) {
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, (off_t)(header_len + bill_len));
+    unsigned char *all = malloc(header_len + bill_len);
+    assert_non_null(all);
+    assert_int_equal(pread(fd, all, header_len + bill_len, 0),
+                     (ssize_t)(header_len + bill_len));
+    assert_memory_equal(all, header, header_len);
+    assert_memory_equal(all + header_len, bill, bill_len);
+    free(all);
+}
+
+/* The entry is the header, then the bill's exact bytes, from memory or from
+ * the fetch's file (read from offset 0 whatever its position), across the
+ * copy's 64 KB chunks. */
+static void test_cache_entry_is_header_then_exact_bill(void **state) {
+    (void)state;
+    const unsigned char header[] = "HEADER\nKEY: http://a/b.pdf\n";
+    size_t bill_len = 300 * 1024 + 7;
+    unsigned char *bill = malloc(bill_len);
+    assert_non_null(bill);
+    for (size_t i = 0; i < bill_len; i++) {
+        bill[i] = (unsigned char)(i * 31 + i / 7);
+    }
+
+    int to = cache_temp_file();
+    dss_bill_body body = {bill, -1, (long long)bill_len};
+    assert_int_equal(dss_bill_cache_write(to, header, sizeof(header), &body),
+                     0);
+    assert_file_holds(to, header, sizeof(header), bill, bill_len);
+    close(to);
+
+    int from = cache_temp_file();
+    assert_int_equal(write(from, bill, bill_len), (ssize_t)bill_len);
+    /* the fetch's file position is at its end: the copy must not care */
+    to = cache_temp_file();
+    body.data = NULL;
+    body.fd = from;
+    assert_int_equal(dss_bill_cache_write(to, header, sizeof(header), &body),
+                     0);
+    assert_file_holds(to, header, sizeof(header), bill, bill_len);
+    close(to);
+    close(from);
+    free(bill);
+}
+
+/* A write error comes back as its errno (a full disk: ENOSPC), a body file
+ * shorter than announced as ENODATA, nonsense as EINVAL: never a success
+ * that would let a partial entry be renamed into place. */
+static void test_cache_entry_write_errors_are_reported(void **state) {
+    (void)state;
+    const unsigned char header[] = "H";
+    const unsigned char bill[] = "%PDF-1.4 tiny %%EOF";
+    dss_bill_body body = {bill, -1, (long long)sizeof(bill)};
+
+    int full = open("/dev/full", O_WRONLY);
+    if (full >= 0) {
+        assert_int_equal(
+            dss_bill_cache_write(full, header, sizeof(header), &body),
+            ENOSPC);
+        close(full);
+    }
+
+    int from = cache_temp_file();
+    assert_int_equal(write(from, bill, sizeof(bill)), (ssize_t)sizeof(bill));
+    int to = cache_temp_file();
+    dss_bill_body longer = {NULL, from, (long long)sizeof(bill) + 100};
+    assert_int_equal(dss_bill_cache_write(to, header, sizeof(header), &longer),
+                     ENODATA);
+    close(to);
+    close(from);
+
+    dss_bill_body empty = {bill, -1, 0};
+    assert_int_equal(dss_bill_cache_write(1, header, sizeof(header), &empty),
+                     EINVAL);
+    assert_int_equal(dss_bill_cache_write(-1, header, sizeof(header), &body),
+                     EINVAL);
+    dss_bill_body nothing = {NULL, -1, 10};
+    assert_int_equal(
+        dss_bill_cache_write(1, header, sizeof(header), &nothing), EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_D2_default_rule_accepts_billing_ids),
@@ -638,6 +735,8 @@ int main(void) {
         cmocka_unit_test(test_H3_upstream_probe_url_is_the_archive_base),
         cmocka_unit_test(test_D6_transport_failures_map_to_500),
         cmocka_unit_test(test_fetch_pool_reuses_easy_handles),
+        cmocka_unit_test(test_cache_entry_is_header_then_exact_bill),
+        cmocka_unit_test(test_cache_entry_write_errors_are_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
