@@ -615,7 +615,9 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
 
     last = ngx_cpymem(p, " client=", sizeof(" client=") - 1);
     last = ngx_hex_dump(last, digest, sizeof(digest));
-    ngx_memcpy(last, conf->cache_identity.data, conf->cache_identity.len);
+    if (conf->cache_identity.len) {     /* NULL data when empty (UBSan) */
+        ngx_memcpy(last, conf->cache_identity.data, conf->cache_identity.len);
+    }
 
     conf->cache_identity.data = p;
     conf->cache_identity.len = len;
