@@ -100,6 +100,12 @@ def rows_all():
         Row("httpshealth", "HTTPS health",
             ("main", "/m/healthcheck", "https"),
             ("main", "/s/healthcheck", "https"), 0.97),
+        Row("metricshealth", "health: metrics on vs off",
+            ("metered", "/m/healthcheck", "http"),
+            ("main", "/m/healthcheck", "http"), 0.97),
+        Row("metrics100k", "root 100 KB: metrics on vs off",
+            ("metered", f"/m/download/{i100}", "http"),
+            ("main", f"/m/download/{i100}", "http"), 0.97),
         Row("loaded", "module loaded vs not loaded: `return 200;` health",
             ("main", "/s/healthcheck", "http"),
             ("bare", "/s/healthcheck", "http"), 0.97),
@@ -161,7 +167,7 @@ class Bench:
                         f"{root}/cert.pem"], check=True,
                        capture_output=True)
         for k in ("main_http", "main_https", "bare_http", "bare_https",
-                  "origin", "stall"):
+                  "metered_http", "metered_https", "origin", "stall"):
             self.ports[k] = free_port()
 
         # Every row runs, the archive ones included: a configuration that
@@ -176,6 +182,13 @@ class Bench:
         self.instances["main"] = main
         self.instances["bare"] = Nginx("bare", root, main_conf(
             d, self.ports, user_line))
+        metered = Nginx("metered", root, main_conf(
+            d, self.ports, user_line, self.args.module, metrics=True))
+        ok, err = metered.test()
+        if not ok:
+            die(f"nginx -t rejected the bench configuration {metered.conf}:"
+                f"\n{err}")
+        self.instances["metered"] = metered
         self.instances["origin"] = Nginx("origin", root, origin_conf(
             d, self.ports["origin"], user_line))
         self.instances["origin"].start(
@@ -185,6 +198,7 @@ class Bench:
         self.instances["bare"].start(self.url("bare", "/s/healthcheck",
                                               "http"))
         main.start(self.url("main", "/m/healthcheck", "http"))
+        metered.start(self.url("metered", "/m/healthcheck", "http"))
 
     def start_stall_origin(self):
         status = os.path.join(self.root, "stall-origin.json")
@@ -317,7 +331,8 @@ class Bench:
 
     def warm_up(self):
         for inst, path, scheme in (("main", "/m/healthcheck", "http"),
-                                   ("main", "/s/healthcheck", "http")):
+                                   ("main", "/s/healthcheck", "http"),
+                                   ("metered", "/m/healthcheck", "http")):
             try:
                 wrk_round(self.url(inst, path, scheme),
                           self.instances[inst].worker, "-")

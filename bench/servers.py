@@ -119,12 +119,14 @@ def fetch(url, cafile=None):
 
 # ---- configuration ---------------------------------------------------------
 
-def main_conf(d, ports, user_line, module=None):
+def main_conf(d, ports, user_line, module=None, metrics=False):
     """The measured nginx: module and stock locations side by side in the
     same server blocks, so sendfile, tcp_nopush, keep-alive and TLS settings
     are the same for both by construction. Without `module`, the same
     configuration minus load_module and the dss_bill locations: the
-    "loaded vs not loaded" comparison."""
+    "loaded vs not loaded" comparison. With `metrics`, the same plus a
+    dss_bill_metrics location, which turns counting on for every dss_bill
+    request: the "metrics on vs off" comparison."""
     bills = d["bills"]
     locations = f"""
         # stock nginx: what one would write by hand
@@ -192,7 +194,14 @@ def main_conf(d, ports, user_line, module=None):
             dss_bill_upstream_health_url off;
         }}
 """
-    name = "main" if module else "bare"
+    if module and metrics:
+        locations += """
+        # metrics on: every dss_bill request above is counted
+        location = /metrics {
+            dss_bill_metrics;
+        }
+"""
+    name = ("metered" if metrics else "main") if module else "bare"
     load = f"load_module {module};" if module else "# no load_module"
     return f"""# written by bench/run.py
 {load}

@@ -57,6 +57,8 @@ typedef struct {
     ngx_flag_t                    archive_healthy;
     ngx_flag_t                    archive_probed;
     ngx_flag_t                    archive_optional; /* a cache covers it */
+
+    ngx_str_t                     location;      /* for dss_bill_source_up */
 } ngx_http_dss_bill_health_t;
 
 
@@ -68,6 +70,11 @@ typedef struct {
                                                 dss_bill_cache_path */
     time_t                        cache_error_logged;   /* per worker */
     ngx_uint_t                    cache_errors_unlogged;
+
+    /* observability (ngx_http_dss_bill_metrics.c) */
+    ngx_flag_t                    metrics;       /* some dss_bill_metrics */
+    ssize_t                       metrics_zone_size;   /* 0: default */
+    ngx_shm_zone_t               *metrics_zone;
 } ngx_http_dss_bill_main_conf_t;
 
 
@@ -158,6 +165,18 @@ typedef struct {
     ngx_str_t                     url;           /* the archive's, resolved,
                                                     NUL-terminated */
     ngx_uint_t                    cache_status;  /* NGX_HTTP_DSS_BILL_CACHE_* */
+
+    /* what the request ended as ($dss_bill_outcome..., the counters) */
+    dss_bill_outcome              outcome;
+    off_t                         size;          /* the bill's, for a 200 */
+    ngx_msec_t                    archive_start;
+    ngx_msec_t                    archive_time;
+    ngx_uint_t                    archive_status;
+    unsigned                      route:2;       /* dss_bill_metric_route */
+    unsigned                      source:2;      /* dss_bill_source */
+    unsigned                      decided:1;     /* outcome is set */
+    unsigned                      fetching:1;    /* counted in flight */
+    unsigned                      fetched:1;     /* archive_time is set */
 } ngx_http_dss_bill_ctx_t;
 
 
@@ -254,6 +273,27 @@ ngx_table_elt_t *ngx_http_dss_bill_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_dss_bill_set_cache_control(ngx_http_request_t *r,
     ngx_str_t *value);
 ngx_int_t ngx_http_dss_bill_header_filter_init(ngx_conf_t *cf);
+
+/* observability: outcome points, variables, counters, the endpoint */
+ngx_http_dss_bill_ctx_t *ngx_http_dss_bill_begin(ngx_http_request_t *r,
+    dss_bill_route_kind route);
+void ngx_http_dss_bill_decided(ngx_http_request_t *r,
+    dss_bill_outcome outcome, off_t size);
+void ngx_http_dss_bill_set_source(ngx_http_request_t *r,
+    dss_bill_source source);
+void ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r);
+void ngx_http_dss_bill_count_cache(ngx_http_request_t *r,
+    dss_bill_cache_event event);
+void ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
+    ngx_uint_t observe);
+ngx_int_t ngx_http_dss_bill_result(ngx_http_request_t *r,
+    ngx_http_dss_bill_ctx_t *ctx);
+ngx_int_t ngx_http_dss_bill_variables_add(ngx_conf_t *cf);
+ngx_int_t ngx_http_dss_bill_metrics_init(ngx_conf_t *cf);
+char *ngx_http_dss_bill_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_dss_bill_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 extern ngx_module_t  ngx_http_dss_bill_module;

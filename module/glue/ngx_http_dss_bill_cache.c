@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx);
 static void ngx_http_dss_bill_cache_remove(ngx_http_request_t *r,
     ngx_http_cache_t *c);
+static void ngx_http_dss_bill_cache_missed(ngx_http_request_t *r,
+    ngx_http_dss_bill_ctx_t *ctx);
 static void ngx_http_dss_bill_cache_write_failed(ngx_http_request_t *r,
     const char *what, u_char *name, ngx_err_t err);
 static ngx_int_t ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
@@ -166,7 +168,7 @@ ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
 
     case NGX_DECLINED:               /* a miss: this request fetches */
     case NGX_HTTP_CACHE_STALE:
-        ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
+        ngx_http_dss_bill_cache_missed(r, ctx);
         return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
 
     case NGX_HTTP_CACHE_SCARCE:      /* that fetch outlasted our wait */
@@ -178,12 +180,12 @@ ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
     case NGX_ERROR:
         /* the cache cannot help (nginx said why): fetch past it */
         r->cache = NULL;
-        ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
+        ngx_http_dss_bill_cache_missed(r, ctx);
         return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
 
     default:
         /* the status of another request's fetch that failed just now */
-        ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
+        ngx_http_dss_bill_cache_missed(r, ctx);
         return ngx_http_dss_bill_fail(r,
                                       rc == NGX_HTTP_NOT_FOUND
                                       ? DSS_BILL_UPSTREAM_NOT_FOUND
@@ -264,15 +266,19 @@ ngx_http_dss_bill_cache_hit(ngx_http_request_t *r,
 
     outcome = ngx_http_dss_bill_check_file(r, dlcf, &file, &err);
 
-    if (outcome == DSS_BILL_OK) {
+    if (outcome == DSS_BILL_OK || outcome == DSS_BILL_TOO_LARGE) {
         ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_HIT;
+        ngx_http_dss_bill_set_source(r, DSS_BILL_SOURCE_CACHE);
+        ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_HIT);
+    }
+
+    if (outcome == DSS_BILL_OK) {
         return ngx_http_dss_bill_send_file(r, &file, &ctx->bill_id);
     }
 
     if (outcome == DSS_BILL_TOO_LARGE) {
         /* a good entry, over this location's limit (D4): a fetch would
          * bring the same bill */
-        ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_HIT;
         return ngx_http_dss_bill_fail(r, outcome, &ctx->bill_id, "file",
                                       &file.path, "cached", 0);
     }
@@ -288,9 +294,19 @@ unusable:
 
     ngx_http_dss_bill_cache_remove(r, c);
 
-    ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
+    ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_UNUSABLE);
+    ngx_http_dss_bill_cache_missed(r, ctx);
 
     return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
+}
+
+
+static void
+ngx_http_dss_bill_cache_missed(ngx_http_request_t *r,
+    ngx_http_dss_bill_ctx_t *ctx)
+{
+    ctx->cache_status = NGX_HTTP_DSS_BILL_CACHE_MISS;
+    ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_MISS);
 }
 
 
@@ -383,6 +399,7 @@ ngx_http_dss_bill_cache_store(ngx_http_request_t *r, dss_bill_body *body)
     {
         ngx_http_dss_bill_cache_write_failed(r, "cannot create a file in",
                                              tf->path->name.data, ngx_errno);
+        ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_STORE_FAILED);
         ngx_http_file_cache_free(c, NULL);
         return;
     }
@@ -394,6 +411,7 @@ ngx_http_dss_bill_cache_store(ngx_http_request_t *r, dss_bill_body *body)
     if (rc != 0) {
         ngx_http_dss_bill_cache_write_failed(r, "cannot write",
                                              tf->file.name.data, rc);
+        ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_STORE_FAILED);
 
         if (ngx_delete_file(tf->file.name.data) == NGX_FILE_ERROR) {
             ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
@@ -408,6 +426,7 @@ ngx_http_dss_bill_cache_store(ngx_http_request_t *r, dss_bill_body *body)
     /* the rename, and the keys zone learns the file (and wakes waiters) */
 
     ngx_http_file_cache_update(r, tf);
+    ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_STORED);
 }
 
 
@@ -615,7 +634,7 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
 
     last = ngx_cpymem(p, " client=", sizeof(" client=") - 1);
     last = ngx_hex_dump(last, digest, sizeof(digest));
-    if (conf->cache_identity.len) {     /* NULL data when empty (UBSan) */
+    if (conf->cache_identity.len) {
         ngx_memcpy(last, conf->cache_identity.data, conf->cache_identity.len);
     }
 

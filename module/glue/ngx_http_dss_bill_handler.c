@@ -48,6 +48,10 @@ ngx_http_dss_bill_handler(ngx_http_request_t *r)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "dss_bill route %d for \"%V\"", route.kind, &r->uri);
 
+    if (ngx_http_dss_bill_begin(r, route.kind) == NULL) {     /* metrics */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (route.kind == DSS_BILL_ROUTE_NONE) {
         return NGX_HTTP_NOT_FOUND;
     }
@@ -100,13 +104,9 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
                                       NULL, 0);
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_dss_bill_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);  /* begin */
 
     ctx->bill_id = *id;
-    ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
 
     if (dlcf->root.len == 0) {
         return ngx_http_dss_bill_archive(r, dlcf, ctx);
@@ -115,6 +115,7 @@ ngx_http_dss_bill_download(ngx_http_request_t *r,
     err = 0;
     ngx_str_null(&file.path);
     file.start = 0;
+    ctx->source = DSS_BILL_SOURCE_ROOT;
 
     outcome = ngx_http_dss_bill_open(r, dlcf, id, &file, &err);
 

@@ -75,6 +75,7 @@ ngx_http_dss_bill_health_create(ngx_conf_t *cf,
 
     health->root = dlcf->root;
     health->interval = dlcf->health_interval;
+    health->location = dlcf->location;
 
     if (dlcf->upstream
         && ngx_strcmp(dlcf->upstream_health_url.data, "off") != 0)

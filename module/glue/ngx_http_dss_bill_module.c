@@ -13,6 +13,7 @@
 
 
 static ngx_int_t ngx_http_dss_bill_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_dss_bill_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_dss_bill_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_dss_bill_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_dss_bill_create_loc_conf(ngx_conf_t *cf);
@@ -262,13 +263,29 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       offsetof(ngx_http_dss_bill_loc_conf_t, health_archive),
       &ngx_http_dss_bill_health_archive_values },
 
+    /* observability (ngx_http_dss_bill_metrics.c) */
+
+    { ngx_string("dss_bill_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_dss_bill_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_metrics_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_metrics_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_dss_bill_module_ctx = {
     ngx_http_dss_bill_add_variables,       /* preconfiguration */
-    ngx_http_dss_bill_header_filter_init,  /* postconfiguration */
+    ngx_http_dss_bill_postconfiguration,   /* postconfiguration */
 
     ngx_http_dss_bill_create_main_conf,    /* create main configuration */
     ngx_http_dss_bill_init_main_conf,      /* init main configuration */
@@ -329,7 +346,18 @@ ngx_http_dss_bill_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return NGX_OK;
+    return ngx_http_dss_bill_variables_add(cf);     /* $dss_bill_outcome... */
+}
+
+
+static ngx_int_t
+ngx_http_dss_bill_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_dss_bill_header_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_dss_bill_metrics_init(cf);
 }
 
 

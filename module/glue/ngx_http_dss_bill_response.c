@@ -62,6 +62,8 @@ ngx_http_dss_bill_send(ngx_http_request_t *r, ngx_str_t *id, ngx_buf_t *b,
 
     r->connection->log->action = "sending bill to client";
 
+    ngx_http_dss_bill_decided(r, DSS_BILL_OK, size);
+
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = size;
     r->headers_out.content_type = ngx_http_dss_bill_pdf_type;
@@ -128,6 +130,8 @@ ngx_http_dss_bill_fail(ngx_http_request_t *r, dss_bill_outcome outcome,
     u_char                     line[NGX_MAX_ERROR_STR], *p, *last;
     ngx_uint_t                 level;
     ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_http_dss_bill_decided(r, outcome, 0);
 
     switch (dss_bill_outcome_severity(outcome)) {
 

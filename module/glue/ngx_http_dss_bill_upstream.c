@@ -113,6 +113,8 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
 
     r->main->count++;
 
+    ngx_http_dss_bill_fetch_begin(r);
+
     /* notice a client that goes away, and cancel its fetch */
 
     if (!r->discard_body) {
@@ -142,6 +144,8 @@ ngx_http_dss_bill_upstream_done(ngx_http_dss_bill_transfer_t *t,
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
+
+    ngx_http_dss_bill_fetch_end(r, t->fetch, 1);
 
     rc = ngx_http_dss_bill_upstream_respond(r, ctx, outcome);
 
@@ -214,6 +218,7 @@ ngx_http_dss_bill_upstream_deadline(ngx_event_t *ev)
 
     ngx_http_dss_bill_transfer_stop(&ctx->transfer);
     ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    ngx_http_dss_bill_fetch_end(r, ctx->transfer.fetch, 1);
 
     rc = ngx_http_dss_bill_fail(r, DSS_BILL_UPSTREAM_TIMEOUT, &ctx->id, "url",
                                 &ctx->url, "the fetch outlived its deadline",
@@ -245,6 +250,7 @@ ngx_http_dss_bill_upstream_cleanup(void *data)
 
     /* a client gone mid-fetch: a waiting request takes the fetch over */
     ngx_http_dss_bill_cache_abandon(ctx->request, 0);
+    ngx_http_dss_bill_fetch_end(ctx->request, ctx->transfer.fetch, 0);
 }
 
 

@@ -427,6 +427,128 @@ int dss_bill_cache_write(int fd, const unsigned char *header,
  */
 int dss_bill_probe_root(const char *path, char *reason, size_t reason_size);
 
+/* ---- observability: outcome labels, counters, exposition --------------- */
+
+/* The module's version, as the package's (dss_bill_build_info). */
+#define DSS_BILL_VERSION "0.1.0"
+
+/* Where a bill came from ($dss_bill_source, response bytes by source). */
+typedef enum {
+    DSS_BILL_SOURCE_NONE = 0, /* no source was asked (bad id, no route) */
+    DSS_BILL_SOURCE_ROOT,     /* dss_bill_root */
+    DSS_BILL_SOURCE_ARCHIVE,  /* dss_bill_upstream */
+    DSS_BILL_SOURCE_CACHE,    /* reserved: the archive cache (issue 9) */
+    DSS_BILL_SOURCE_COUNT
+} dss_bill_source;
+
+/* "", "root", "archive", "cache". */
+const char *dss_bill_source_name(dss_bill_source source);
+
+/*
+ * What a request to a dss_bill location ended as ($dss_bill_outcome, the
+ * outcome label): every dss_bill_outcome (0 .. DSS_BILL_OUTCOME_LAST), then
+ * the endings that are not a bill's.
+ */
+typedef enum {
+    DSS_BILL_RESULT_HEALTHY = DSS_BILL_OUTCOME_LAST + 1, /* health 200 */
+    DSS_BILL_RESULT_UNHEALTHY,          /* health 503 (H3) */
+    DSS_BILL_RESULT_METHOD_NOT_ALLOWED, /* 405 (D7) */
+    DSS_BILL_RESULT_NO_ROUTE,           /* 404: neither route */
+    DSS_BILL_RESULT_CLIENT_GONE,        /* the client left before the end */
+    DSS_BILL_RESULT_OTHER,              /* nginx ended it (bad body...) */
+    DSS_BILL_RESULT_COUNT
+} dss_bill_result;
+
+/* The label of a result: "ok", "not_found", ..., "client_gone". */
+const char *dss_bill_result_name(int result);
+
+typedef enum {
+    DSS_BILL_METRIC_ROUTE_DOWNLOAD = 0,
+    DSS_BILL_METRIC_ROUTE_HEALTH,
+    DSS_BILL_METRIC_ROUTE_OTHER, /* below the prefix, neither route */
+    DSS_BILL_METRIC_ROUTE_COUNT
+} dss_bill_metric_route;
+
+/* The statuses the requests counter tells apart; any other counts as
+ * "other" (the last index). */
+#define DSS_BILL_METRIC_STATUS_COUNT 9
+
+/* The status's index, 0 .. DSS_BILL_METRIC_STATUS_COUNT - 1. */
+int dss_bill_metric_status_index(int status);
+
+/* Archive fetch duration histogram: upper bounds in milliseconds (0.05 s to
+ * 5 s, DSS's budget before the response must start, T4), then +Inf. */
+#define DSS_BILL_FETCH_BUCKET_COUNT 10 /* 9 bounds and +Inf */
+
+/* The bucket (not cumulative) a fetch of ms milliseconds falls into. */
+int dss_bill_fetch_bucket(long long ms);
+
+/* What the archive cache counts (issue 9). */
+typedef enum {
+    DSS_BILL_CACHE_HIT = 0,      /* served from a cache file */
+    DSS_BILL_CACHE_MISS,         /* not there: fetched (or a fetch's failure) */
+    DSS_BILL_CACHE_STORED,       /* a fetched bill entered the cache */
+    DSS_BILL_CACHE_STORE_FAILED, /* it could not be written */
+    DSS_BILL_CACHE_UNUSABLE,     /* a cache file failed the checks: removed */
+    DSS_BILL_CACHE_EVENT_COUNT
+} dss_bill_cache_event;
+
+/* One cache zone (dss_bill_cache_path) as its keys zone says now. */
+typedef struct {
+    const char *zone; /* its name, not NUL-terminated */
+    size_t zone_len;
+    unsigned long long size_bytes; /* the files, as the manager counts them */
+    unsigned long long max_size_bytes; /* 0: no max_size */
+    unsigned long long entries;
+} dss_bill_cache_state;
+
+/*
+ * The counters: one flat array of unsigned 64-bit values, laid out by these
+ * indexes (the glue keeps the same layout in shared memory).
+ */
+#define DSS_BILL_M_REQUESTS 0 /* [route][result][status] */
+#define DSS_BILL_M_REQUEST(route, result, status_index)                       \
+    (DSS_BILL_M_REQUESTS                                                      \
+     + ((route) * DSS_BILL_RESULT_COUNT + (result))                           \
+           * DSS_BILL_METRIC_STATUS_COUNT                                     \
+     + (status_index))
+#define DSS_BILL_M_BYTES                                                      \
+    (DSS_BILL_M_REQUESTS                                                      \
+     + DSS_BILL_METRIC_ROUTE_COUNT * DSS_BILL_RESULT_COUNT                    \
+           * DSS_BILL_METRIC_STATUS_COUNT) /* [source] */
+#define DSS_BILL_M_FETCH_BUCKETS (DSS_BILL_M_BYTES + DSS_BILL_SOURCE_COUNT)
+#define DSS_BILL_M_FETCH_SUM_MS                                               \
+    (DSS_BILL_M_FETCH_BUCKETS + DSS_BILL_FETCH_BUCKET_COUNT)
+#define DSS_BILL_M_FETCHES_IN_FLIGHT (DSS_BILL_M_FETCH_SUM_MS + 1) /* signed */
+#define DSS_BILL_M_CACHE (DSS_BILL_M_FETCHES_IN_FLIGHT + 1) /* [event] */
+#define DSS_BILL_M_COUNT (DSS_BILL_M_CACHE + DSS_BILL_CACHE_EVENT_COUNT)
+
+/* One location's sources as this worker's health probes see them. */
+typedef struct {
+    const char *location; /* its name, not NUL-terminated */
+    size_t location_len;
+    int has_root, root_up;
+    int has_archive, archive_up;
+} dss_bill_source_state;
+
+typedef struct {
+    const uint64_t *values; /* DSS_BILL_M_COUNT counters */
+    const dss_bill_source_state *sources;
+    size_t source_count;
+    const char *server_version; /* e.g. "1.22.1" */
+    const dss_bill_cache_state *caches; /* the archive cache's zones */
+    size_t cache_count;
+} dss_bill_metrics_snapshot;
+
+/*
+ * Writes the Prometheus text exposition (format 0.0.4) of a snapshot into
+ * out and returns its full length; when that is more than out_size, out
+ * holds only a prefix and the caller calls again with a larger buffer
+ * (out may be NULL with out_size 0 to measure).
+ */
+size_t dss_bill_metrics_render(const dss_bill_metrics_snapshot *snapshot,
+                               char *out, size_t out_size);
+
 #ifdef __cplusplus
 }
 #endif

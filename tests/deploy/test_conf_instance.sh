@@ -38,7 +38,8 @@ render_instance() {
         "/etc/nginx/dss/" "$dir/" \
         "/var/log/nginx/" "$dir/logs/" \
         "/srv/dss/bills" "$dir/bills" \
-        "203.0.113.0/24" "$allow"
+        "203.0.113.0/24" "$allow" \
+        "192.0.2.10" "$allow"
     main_conf "$dir" "$module" "$dir/dss-bill.conf"
 }
 render_allowed() { render_instance "$1" 127.0.0.1; }
@@ -90,9 +91,27 @@ ok "client_max_body_size: a request with a body is refused (413)"
 
 # The access-log format: bill id, status, time taken.
 log=$dir/logs/dss-bill.access.log
-wait_until 5 grep -q ' 200 200000 bill=100000000002 time=[0-9.]*$' "$log" ||
+wait_until 5 grep -q ' 200 200000 bill=100000000002 time=[0-9.]* outcome=ok source=root size=200000 archive_status=- archive_time=-$' "$log" ||
     fail "access log has no line with bill id, status and time: $(cat "$log")"
 ok "access log: $(grep -m1 'bill=100000000002' "$log")"
+grep -q ' 404 [0-9]* bill=999999999999 time=[0-9.]* outcome=not_found source=root size=- archive_status=- archive_time=-$' "$log" ||
+    fail "access log has no not_found line: $(cat "$log")"
+ok "access log: the outcome of a 404"
+
+# The metrics location: shared counters of everything above, in
+# Prometheus' text format.
+metrics=$(curl -sS -D - "${tls[@]}" "$base/dss/metrics") || fail "metrics"
+grep -qi '^content-type: text/plain; version=0.0.4; charset=utf-8' <<<"$metrics" ||
+    fail "metrics: content type: $metrics"
+for line in 'dss_bill_requests_total{route="download",status="200",outcome="ok"} 1' \
+    'dss_bill_requests_total{route="download",status="404",outcome="not_found"} 1' \
+    'dss_bill_requests_total{route="other",status="404",outcome="no_route"} 1' \
+    'dss_bill_response_bytes_total{source="root"} 200000'; do
+    grep -qxF "$line" <<<"${metrics//$'\r'/}" || fail "metrics: no \"$line\": $metrics"
+done
+# 401 and 413 are nginx's own answers, before the module: not counted
+! grep -q 'status="40[13]"' <<<"$metrics" || fail "metrics count nginx's 401/413"
+ok "metrics: the requests above counted by outcome, the bill bytes by source"
 
 stop_nginx "$NGINX_PID"
 
@@ -101,6 +120,7 @@ nginx_start "$dir" render_denied
 base=https://127.0.0.1:$NGINX_PORT
 expect_status 403 "$base/dss/bill/healthcheck" "${tls[@]}"
 expect_status 403 "$base/dss/bill/download/100000000001" "${tls[@]}" -u "dss:$password"
-ok "T3: an address outside the allow-list gets 403 on both routes"
+expect_status 403 "$base/dss/metrics" "${tls[@]}"
+ok "T3: an address outside the allow-list gets 403 on both routes and metrics"
 
 echo "passed"

@@ -8,7 +8,9 @@
 # package's own example conf, with the certificate and user made by the
 # package's dss-bill-make-cert and dss-bill-add-user), then removes it
 # (module disabled), installs it again (enabled again), purges it, and shows
-# nginx still starts without it.
+# nginx still starts without it. The second binary package, dss-bill-check,
+# is checked (files, dependencies), installed, run against the installed
+# module (every check passes) and purged with it.
 #
 # Changes the system, so it runs only when asked: with DSS_TEST_PACKAGE=1,
 # or CI=true (set by CI); skipped (77) otherwise, when not root, or when the
@@ -27,6 +29,8 @@ source "$(dirname "$0")/lib.sh"
 make_bill=$(absolute "$1")
 out_dir=$(absolute "$2")
 pkg=libnginx-mod-http-dss-bill
+check_pkg=dss-bill-check # the go-live checker, from the same source
+checker=/usr/bin/dss-bill-check
 so=/usr/lib/nginx/modules/ngx_http_dss_bill_module.so
 available=/usr/share/nginx/modules-available/mod-http-dss-bill.conf
 enabled=/etc/nginx/modules-enabled/50-mod-http-dss-bill.conf
@@ -44,10 +48,12 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "skipped: installing a package needs root"
     exit 77
 fi
-if dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep ' installed$' >/dev/null; then
-    echo "skipped: $pkg is installed on this machine already; not touching it"
-    exit 77
-fi
+for p in "$pkg" "$check_pkg"; do
+    if dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep ' installed$' >/dev/null; then
+        echo "skipped: $p is installed on this machine already; not touching it"
+        exit 77
+    fi
+done
 
 export DEBIAN_FRONTEND=noninteractive
 # Wait for a dpkg lock held by someone else instead of failing at once.
@@ -56,7 +62,7 @@ apt=(apt-get -y -q -o DPkg::Lock::Timeout=120)
 installed=0
 purge_if_installed() {
     if [ "$installed" -eq 1 ]; then
-        "${apt[@]}" purge "$pkg" >/dev/null 2>&1 || true
+        "${apt[@]}" purge "$pkg" "$check_pkg" >/dev/null 2>&1 || true
         installed=0
     fi
 }
@@ -71,7 +77,10 @@ started=$SECONDS
 version=$(dpkg-parsechangelog -l "$REPO/packaging/debian/changelog" -S Version)
 deb=$out_dir/${pkg}_${version}_$(dpkg --print-architecture).deb
 [ -f "$deb" ] || fail "scripts/package made no $deb"
-ok "scripts/package built $(basename "$deb") ($(stat -c %s "$deb") bytes) in $((SECONDS - started))s"
+check_deb=$out_dir/${check_pkg}_${version}_$(dpkg --print-architecture).deb
+[ -f "$check_deb" ] || fail "scripts/package made no $check_deb"
+ok "scripts/package built $(basename "$deb") ($(stat -c %s "$deb") bytes) and" \
+    "$(basename "$check_deb") ($(stat -c %s "$check_deb") bytes) in $((SECONDS - started))s"
 
 # ---- metadata --------------------------------------------------------------------
 depends=$(dpkg-deb -f "$deb" Depends)
@@ -109,7 +118,8 @@ for want in ".$so" ".$available" ".$make_cert" ".$add_user" \
     ./usr/share/doc/$pkg/copyright ./usr/share/doc/$pkg/changelog.gz \
     ./usr/share/doc/$pkg/README.md.gz \
     ./usr/share/doc/$pkg/examples/dss-bill.conf \
-    ./usr/share/doc/$pkg/examples/dss-bill-lb.conf; do
+    ./usr/share/doc/$pkg/examples/dss-bill-lb.conf \
+    ./usr/share/doc/$pkg/examples/dss-bill-alerts.yml; do
     grep -qxF "$want" <<<"$files" || fail "$want is not in the package"
 done
 grep -qx 'load_module modules/ngx_http_dss_bill_module.so;' "$work/root$available" ||
@@ -120,6 +130,31 @@ for script in "$make_cert" "$add_user"; do
 done
 ok "files: the module, its load_module snippet, dss-bill-make-cert, dss-bill-add-user," \
     "README, changelog, copyright, examples"
+
+# dss-bill-check: its binary and man page, every library it links named in
+# Depends, nothing of nginx
+check_files=$(dpkg-deb -c "$check_deb" | awk '{print $6}')
+for want in ".$checker" ./usr/share/man/man1/dss-bill-check.1.gz \
+    ./usr/share/doc/$check_pkg/copyright; do
+    grep -qxF "$want" <<<"$check_files" || fail "$want is not in $check_pkg"
+done
+check_depends=$(dpkg-deb -f "$check_deb" Depends)
+dpkg-deb -x "$check_deb" "$work/check"
+check_names=$(sed 's/([^)]*)//g; s/ //g' <<<"$check_depends" | tr ',|' '\n')
+for lib in $(objdump -p "$work/check$checker" | awk '$1 == "NEEDED" {print $2}'); do
+    path=$(ldconfig -p | awk -v lib="$lib" '$1 == lib && !found {print $NF; found = 1}')
+    owner=""
+    for name in "$path" "$(readlink -f "$path")" "/usr$path" "${path#/usr}"; do
+        owner=$(dpkg -S "$name" 2>/dev/null | head -n1 | cut -d: -f1) || true
+        [ -z "$owner" ] || break
+    done
+    grep -qxF "$owner" <<<"$check_names" ||
+        fail "dss-bill-check needs $lib ($owner) but Depends does not say so: $check_depends"
+done
+if grep -q nginx <<<"$check_depends"; then
+    fail "$check_pkg depends on nginx: $check_depends"
+fi
+ok "$check_pkg: $checker and its man page; Depends: $check_depends"
 
 # ---- install -------------------------------------------------------------------
 chmod 644 "$deb"
@@ -148,6 +183,15 @@ for script in "$make_cert" "$add_user"; do
     fi
 done
 ok "$make_cert, $add_user installed, on the PATH, their help naming them"
+
+"${apt[@]}" install "$check_deb" >"$work/install-check.log" 2>&1 || {
+    cat "$work/install-check.log" >&2
+    fail "apt-get install $check_deb failed"
+}
+[ "$(PATH=/usr/bin:/bin command -v dss-bill-check)" = "$checker" ] ||
+    fail "dss-bill-check is not on the PATH as $checker"
+dss-bill-check --help | grep -q '^  D3 range-ignored$' || fail "dss-bill-check --help"
+ok "apt-get install $(basename "$check_deb"): $checker on the PATH"
 
 # ---- serve through the installed module ---------------------------------------
 # A separate nginx: the stock binary and prefix (so "modules/" in the
@@ -191,6 +235,22 @@ curl -sS -o "$dir/got.pdf" "${tls[@]}" -u "dss:$password" \
 cmp -s "$dir/got.pdf" "$dir/bills/300000000001.pdf" || fail "downloaded bill differs"
 ok "the installed module serves a bill and the health check (nginx on port $NGINX_PORT)," \
     "with the certificate and user of the installed scripts"
+
+# The installed checker finds nothing wrong with the installed module
+# serving the package's example configuration.
+report=$(DSS_TEST_PASSWORD=$password dss-bill-check "$base" --bill 300000000001 \
+    --missing 300000000404 "${tls[@]}" --user dss --password-env DSS_TEST_PASSWORD) || {
+    echo "$report" >&2
+    fail "dss-bill-check failed against the installed module"
+}
+grep -qx '24 passed, 0 failed, 0 skipped' <<<"$report" || {
+    echo "$report" >&2
+    fail "dss-bill-check: not every check passed"
+}
+if grep -qF "$password" <<<"$report"; then
+    fail "dss-bill-check printed the password"
+fi
+ok "dss-bill-check: all 24 checks pass against the installed module"
 stop_nginx "$NGINX_PID"
 
 # ---- remove (disabled), install again (enabled again) ---------------------------
@@ -210,12 +270,13 @@ fi
 ok "apt-get remove disables it (nginx -t passes), install enables it again"
 
 # ---- purge ---------------------------------------------------------------------
-"${apt[@]}" purge "$pkg" >"$work/purge.log" 2>&1 || {
+"${apt[@]}" purge "$pkg" "$check_pkg" >"$work/purge.log" 2>&1 || {
     cat "$work/purge.log" >&2
     fail "apt-get purge failed"
 }
 installed=0
-for gone in "$so" "$available" "$enabled" "$enabled.removed" "$make_cert" "$add_user"; do
+for gone in "$so" "$available" "$enabled" "$enabled.removed" "$make_cert" "$add_user" \
+    "$checker"; do
     if [ -e "$gone" ] || [ -L "$gone" ]; then
         fail "$gone is still there after purge"
     fi

@@ -203,8 +203,7 @@ static void write_config(dss_nginx *n, const char *http_block) {
             "    scgi_temp_path %s/temp/scgi;\n"
             "%s\n"
             "}\n",
-            DSS_MODULE_PATH,
-            n->worker_processes > 0 ? n->worker_processes : 1, n->prefix,
+            DSS_MODULE_PATH, n->workers > 0 ? n->workers : 1, n->prefix,
             n->prefix, n->prefix, n->prefix,
             n->prefix, n->prefix, n->prefix, n->prefix, body);
     fclose(f);
@@ -845,6 +844,65 @@ int dss_run_group_tests(const char *group_name,
 
 int dss_nginx_signal(dss_nginx *n, int sig) {
     return kill(n->pid, sig);
+}
+
+/* The master's children (its workers) now: their pids, at most max. */
+static int workers_of(pid_t master, pid_t *pids, int max) {
+    int count = 0;
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) {
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
+            continue;
+        }
+        char path[300], stat[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue; /* gone meanwhile */
+        }
+        size_t got = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[got] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold spaces */
+        const char *p = strrchr(stat, ')');
+        char state;
+        int ppid;
+        if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 &&
+            ppid == (int)master && state != 'Z' && count < max) {
+            pids[count++] = (pid_t)atoi(e->d_name);
+        }
+    }
+    closedir(proc);
+    return count;
+}
+
+int dss_nginx_reload(dss_nginx *n, long timeout_ms) {
+    pid_t before[64], now[64];
+    int want = n->workers > 0 ? n->workers : 1;
+    int old = workers_of(n->pid, before, 64);
+    if (old < 0 || dss_nginx_signal(n, SIGHUP) != 0) {
+        return -1;
+    }
+    long long deadline = dss_now_ms() + timeout_ms;
+    while (dss_now_ms() < deadline) {
+        int count = workers_of(n->pid, now, 64), fresh = 0;
+        for (int i = 0; i < count; i++) {
+            int seen = 0;
+            for (int j = 0; j < old; j++) {
+                seen = seen || now[i] == before[j];
+            }
+            fresh += !seen;
+        }
+        if (count == want && fresh == want) {
+            return 0;
+        }
+        dss_poll_pause();
+    }
+    return -1;
 }
 
 int dss_nginx_wait_exit(dss_nginx *n, long timeout_ms) {

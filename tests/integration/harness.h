@@ -30,8 +30,8 @@ typedef struct {
      */
     const char *const *allowed_alerts;
 
-    /* Set by a test (after dss_nginx_prepare): worker_processes; 0 is 1. */
-    int worker_processes;
+    /* worker_processes, set by a test after dss_nginx_prepare (0: 1) */
+    int workers;
 
     /* the harness's own bookkeeping (see dss_nginx_check) */
     struct {
@@ -92,6 +92,13 @@ void dss_nginx_cleanup(dss_nginx *n);
 
 /* Sends a signal to the master (e.g. SIGQUIT for a graceful shutdown). */
 int dss_nginx_signal(dss_nginx *n, int sig);
+
+/*
+ * Reloads the configuration (SIGHUP to the master) and polls until every
+ * worker that ran before has exited and n->workers new ones run. Returns 0,
+ * or -1 when that did not happen within timeout_ms.
+ */
+int dss_nginx_reload(dss_nginx *n, long timeout_ms);
 
 /* Polls until the master has exited; 0 when it did within timeout_ms. */
 int dss_nginx_wait_exit(dss_nginx *n, long timeout_ms);

@@ -81,6 +81,7 @@ static const char *const module_config =
     "    gzip on; gzip_types *; gzip_min_length 0;\n"
     "    dss_bill_upstream_health_url off;\n"
     "    location = /status { stub_status; }\n"
+    "    location = /metrics { dss_bill_metrics; }\n"
     "    location /c/ {\n"
     "        dss_bill;\n"
     "        dss_bill_cache bills;\n"
@@ -233,7 +234,7 @@ static int setup(void **state) {
     }
     fault_origin_set_tag(&a, "A");
     fault_origin_set_tag(&b, "B");
-    nginx.worker_processes = 2;
+    nginx.workers = 2;
     return mkdir(dss_path(&nginx, "full"), 0755);
 }
 
@@ -1305,6 +1306,67 @@ static void corrupt_and_refetch(const char *loc, const char *id,
     assert_int_equal(asked(&a, "g", id, query), 2);
 }
 
+/* ---- metrics (issue 11 for the cache) -------------------------------------
+ */
+
+/* The value of one series (name with its labels, as exposed), or -1. */
+static long long metric(const char *series) {
+    dss_response r = get("/metrics");
+    assert_int_equal(r.status, 200);
+    long long value = -1;
+    size_t n = strlen(series);
+    const char *p = r.body;
+    while (p && *p) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+            value = strtoll(p + n + 1, NULL, 10);
+            break;
+        }
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    dss_response_free(&r);
+    return value;
+}
+
+/* Hits, misses, stores, unusable files and the bytes served from the cache
+ * are counted exactly across both workers; each zone's size, max_size and
+ * entries are there. */
+static void test_cache_metrics_count_exactly(void **state) {
+    (void)state;
+    start_nginx();
+    const char *id = "40000-counted";
+    long long hits = metric("dss_bill_cache_hits_total");
+    long long misses = metric("dss_bill_cache_misses_total");
+    long long stores = metric("dss_bill_cache_stores_total");
+    long long unusable = metric("dss_bill_cache_unusable_total");
+    long long bytes = metric("dss_bill_response_bytes_total{source=\"cache\"}");
+    assert_true(hits >= 0 && misses >= 0 && stores >= 0 && unusable >= 0 &&
+                bytes >= 0);
+
+    expect_bill(target("c", id), &a, id, "MISS");
+    cache_scan s = await_entry("cache", &a, "g", id, NULL);
+    for (int i = 0; i < 3; i++) {
+        expect_bill(target("c", id), &a, id, "HIT");
+    }
+    corrupt(&s, CUT_TAIL);
+    expect_bill(target("c", id), &a, id, "MISS");
+    await_entry("cache", &a, "g", id, NULL);
+    expect_bill(target("c", id), &a, id, "HIT");
+
+    assert_int_equal(metric("dss_bill_cache_hits_total"), hits + 4);
+    assert_int_equal(metric("dss_bill_cache_misses_total"), misses + 2);
+    assert_int_equal(metric("dss_bill_cache_stores_total"), stores + 2);
+    assert_int_equal(metric("dss_bill_cache_unusable_total"), unusable + 1);
+    assert_int_equal(metric("dss_bill_response_bytes_total{source=\"cache\"}"),
+                     bytes + 4 * 40000);
+    assert_true(metric("dss_bill_cache_entries{zone=\"bills\"}") >= 1);
+    assert_true(metric("dss_bill_cache_size_bytes{zone=\"bills\"}") >= 40000);
+    assert_int_equal(metric("dss_bill_cache_max_size_bytes{zone=\"small\"}"),
+                     2 * 1024 * 1024);
+    assert_int_equal(metric("dss_bill_cache_max_size_bytes{zone=\"brief\"}"),
+                     0);
+}
+
 static void test_D8_corrupt_cache_file_is_fetched_again_never_served(
     void **state) {
     (void)state;
@@ -1940,6 +2002,7 @@ int main(void) {
         T(test_D9_tenants_with_different_archives_never_share_entries),
         T(test_D9_archive_clients_never_share_entries),
         T(test_D8_corrupt_cache_file_is_fetched_again_never_served),
+        T(test_cache_metrics_count_exactly),
         T(test_D4_hit_over_the_locations_limit_is_500),
         T(test_T4_waiters_wait_no_longer_than_the_fetch_timeout),
         T(test_cache_full_disk_still_serves_and_logs_rate_limited),
