@@ -174,6 +174,16 @@ def main_conf(d, ports, user_line, module=None, metrics=False):
             dss_bill_upstream http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id;
             dss_bill_upstream_keepalive on;
         }}
+        # the same fetch signed with SigV4 (dss_bill_upstream_s3): what
+        # signing costs; the origin ignores the signature, so no probe
+        location /a3/ {{
+            dss_bill;
+            dss_bill_upstream http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id;
+            dss_bill_upstream_keepalive on;
+            dss_bill_upstream_s3 region=eu-west-1;
+            dss_bill_upstream_s3_credentials {d['root']}/aws-credentials;
+            dss_bill_upstream_health_url off;
+        }}
         # Stalled fetches must stay stalled while they are measured (the
         # default whole-fetch timeout is 4 s, T4); the health check measured
         # meanwhile is /m/'s, so this one probes nothing.

@@ -6,13 +6,16 @@
 #include "body_sink.hpp"
 #include "dss_bill.h"
 #include "error_text.hpp"
+#include "s3_sign.hpp"
 
 #include <curl/curl.h>
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -59,6 +62,10 @@ struct dss_bill_fetch_s {
     dss_bill::Framing framing;
     size_t discarded = 0;
     long status = 0;
+    std::string s3_url;          // the URL with its path encoded for SigV4
+    std::string s3_headers;      // its signed header lines, '\0'-separated
+    char s3_error[1024] = {};    // the start of an S3 error body
+    size_t s3_error_len = 0;
     char curl_error[CURL_ERROR_SIZE] = {};
     char detail[CURL_ERROR_SIZE + 96] = {};
 };
@@ -66,6 +73,7 @@ struct dss_bill_fetch_s {
 struct dss_bill_fetch_pool_s {
     size_t max_idle = 0;
     dss_bill::MemoryBudget budget;
+    dss_bill::SigningKeys s3_keys; // derived once a day per location
     std::vector<std::unique_ptr<dss_bill_fetch>> idle;
 };
 
@@ -74,6 +82,14 @@ namespace {
 // An error page larger than this is not worth a connection's reuse.
 constexpr size_t kMaxDiscard = 64 * 1024;
 
+// "YYYYMMDDTHHMMSSZ", the time SigV4 signs
+bool amz_now(char (&out)[17]) {
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    return gmtime_r(&now, &tm) != nullptr &&
+           std::strftime(out, sizeof(out), "%Y%m%dT%H%M%SZ", &tm) == 16;
+}
+
 // libcurl calls these from C: nothing may throw out of them.
 size_t write_body(dss_bill_fetch *fetch, char *data, size_t n) {
     // D6: a body that is not a 200's is never a bill. A small one is read
@@ -81,6 +97,13 @@ size_t write_body(dss_bill_fetch *fetch, char *data, size_t n) {
     long status = 0;
     curl_easy_getinfo(fetch->easy.get(), CURLINFO_RESPONSE_CODE, &status);
     if (status != 200 || fetch->probe) {
+        if (fetch->options->s3 && status != 200) {
+            // what S3 says went wrong, for the log (a bounded prefix)
+            size_t room = sizeof(fetch->s3_error) - fetch->s3_error_len;
+            size_t keep = n < room ? n : room;
+            std::memcpy(fetch->s3_error + fetch->s3_error_len, data, keep);
+            fetch->s3_error_len += keep;
+        }
         fetch->discarded += n;
         if (fetch->discarded > kMaxDiscard) {
             fetch->stopped_on_status = true;
@@ -137,6 +160,17 @@ bool set_options(dss_bill_fetch *fetch,
         }
     };
 
+    const dss_bill_s3_options *s3 = options.s3;
+    if (s3) {
+        // the path as SigV4 canonicalises it, so that what is sent is what
+        // is signed (the string keeps its capacity in the pool, so this
+        // allocates only while the pool warms up)
+        size_t len = std::strlen(url);
+        fetch->s3_url.resize(3 * len + 1);
+        fetch->s3_url.resize(dss_bill_s3_encode_url(
+            url, len, fetch->s3_url.data(), fetch->s3_url.size()));
+        url = fetch->s3_url.c_str();
+    }
     set(curl_easy_setopt(easy, CURLOPT_URL, url));
     // only the web: no file://, ldap:// or the like, whatever a variable
     // in the URL or a redirect turns out to be
@@ -196,14 +230,40 @@ bool set_options(dss_bill_fetch *fetch,
     }
 
     HeaderList headers;
-    for (const char *const *h = options.headers; h && *h; ++h) {
-        curl_slist *next = curl_slist_append(headers.get(), *h);
+    auto add_header = [&headers](const char *line) {
+        curl_slist *next = curl_slist_append(headers.get(), line);
         if (next == nullptr) {
-            error.set("out of memory for request headers");
             return false;
         }
         headers.release();
         headers.reset(next);
+        return true;
+    };
+    for (const char *const *h = options.headers; h && *h; ++h) {
+        if (!add_header(*h)) {
+            error.set("out of memory for request headers");
+            return false;
+        }
+    }
+    // SigV4: Host, x-amz-content-sha256, x-amz-date, the session token and
+    // Authorization, signing the configured headers too (s3_sign.cpp)
+    if (s3) {
+        char amz_date[17];
+        fetch->s3_headers.clear();
+        if (!amz_now(amz_date) ||
+            !dss_bill::s3_sign(*s3, &fetch->pool->s3_keys, url, amz_date,
+                               options.headers, fetch->s3_headers)) {
+            error.set("cannot sign the request (SigV4)");
+            return false;
+        }
+        for (size_t at = 0; at < fetch->s3_headers.size();) {
+            const char *line = fetch->s3_headers.c_str() + at;
+            if (!add_header(line)) {
+                error.set("out of memory for request headers");
+                return false;
+            }
+            at += std::strlen(line) + 1;
+        }
     }
     if (headers) {
         set(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get()));
@@ -260,6 +320,37 @@ dss_bill_outcome outcome_of_status(long status) {
     return DSS_BILL_UPSTREAM_STATUS;
 }
 
+// An object store's answer other than 200: its error code and message go
+// into the log (never a credential: S3 does not echo the secret).
+dss_bill_outcome s3_outcome(dss_bill_fetch *fetch, long status) {
+    char code[64];
+    char message[160];
+    bool parsed = dss_bill_s3_error_parse(fetch->s3_error, fetch->s3_error_len,
+                                          code, sizeof(code), message,
+                                          sizeof(message)) != 0;
+    std::string_view c(code);
+    dss_bill_outcome outcome = outcome_of_status(status);
+    const char *note = "";
+
+    if (status == 404 && c == "NoSuchBucket") {
+        outcome = DSS_BILL_UPSTREAM_STATUS; // D6: the store is misconfigured
+    } else if (status == 403 && c == "AccessDenied" &&
+               fetch->options->s3->access_denied_is_missing) {
+        // D5: without s3:ListBucket, S3 cannot say 404 for a missing key
+        outcome = DSS_BILL_UPSTREAM_NOT_FOUND;
+        note = " (taken as missing: dss_bill_upstream_s3_access_denied)";
+    }
+    if (parsed) {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "object store answered %ld %s: %s%s", status, code,
+                      message, note);
+    } else {
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "object store answered %ld", status);
+    }
+    return outcome;
+}
+
 } // namespace
 
 extern "C" {
@@ -307,6 +398,7 @@ dss_bill_fetch *dss_bill_fetch_start(dss_bill_fetch_pool *pool,
         fetch->framing = dss_bill::Framing{};
         fetch->discarded = 0;
         fetch->status = 0;
+        fetch->s3_error_len = 0;
         fetch->curl_error[0] = '\0';
         fetch->detail[0] = '\0';
         fetch->sink.reset(options->buffer_size, options->max_size,
@@ -356,6 +448,7 @@ int dss_bill_fetch_redirected(dss_bill_fetch *fetch, int result) {
     }
     fetch->redirects++;
     fetch->discarded = 0;
+    fetch->s3_error_len = 0;
     fetch->framing = dss_bill::Framing{};
     return 1;
 }
@@ -389,6 +482,9 @@ dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
     }
     if (fetch->stopped_on_status ||
         (code == CURLE_OK && (status != 200 || fetch->probe))) {
+        if (fetch->options->s3 && status != 200) {
+            return s3_outcome(fetch, status);
+        }
         std::snprintf(fetch->detail, sizeof(fetch->detail),
                       "archive answered %ld", status);
         return status == 200 ? DSS_BILL_OK : outcome_of_status(status);

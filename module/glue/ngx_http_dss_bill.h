@@ -87,6 +87,16 @@ typedef struct {
 } ngx_http_dss_bill_tls_file_t;
 
 
+/* An object-store archive's signing (dss_bill_upstream_s3*). */
+typedef struct {
+    ngx_str_t                     region;        /* NUL-terminated */
+    ngx_str_t                     service;       /* NUL-terminated */
+    ngx_str_t                     credentials;   /* the file, for messages */
+    ngx_uint_t                    access_denied; /* 0 unset, 1 error, 2 missing */
+    dss_bill_s3_options           options;       /* the keys, once read */
+} ngx_http_dss_bill_s3_conf_t;
+
+
 typedef struct {
     /* set by "dss_bill" in this very location; not inherited */
     ngx_flag_t                    enabled;
@@ -122,6 +132,7 @@ typedef struct {
     ngx_array_t                  *upstream_headers;     /* ngx_str_t, NUL-terminated */
     ngx_str_t                     upstream_temp_path;
     ngx_str_t                     upstream_health_url;  /* "off": no probe */
+    ngx_http_dss_bill_s3_conf_t   s3;            /* dss_bill_upstream_s3* */
 
     /* the archive cache */
     ngx_shm_zone_t               *cache;         /* dss_bill_cache, or NULL */
@@ -227,6 +238,14 @@ char *ngx_http_dss_bill_upstream_basic_auth(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_dss_bill_upstream_tls_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_dss_bill_upstream_s3(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_dss_bill_upstream_s3_credentials(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_upstream_s3_access_denied(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_dss_bill_s3_merge(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *prev, ngx_http_dss_bill_loc_conf_t *conf);
 
 ngx_int_t ngx_http_dss_bill_curl_init(ngx_cycle_t *cycle,
     size_t memory_budget);

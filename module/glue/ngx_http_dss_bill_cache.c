@@ -588,7 +588,8 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
     }
 
     if (conf->upstream_basic_auth.len == 0 && conf->upstream_headers == NULL
-        && conf->upstream_ssl_certificate.path.len == 0)
+        && conf->upstream_ssl_certificate.path.len == 0
+        && conf->upstream_options.s3 == NULL)
     {
         return NGX_OK;
     }
@@ -613,6 +614,14 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
     ngx_md5_update(&md5, "", 1);
     ngx_md5_update(&md5, conf->upstream_ssl_certificate.path.data,
                    conf->upstream_ssl_certificate.path.len);
+
+    /* an object store's key: who asks (the key id), not its secret */
+    if (conf->upstream_options.s3) {
+        ngx_md5_update(&md5, "", 1);
+        ngx_md5_update(&md5, conf->upstream_options.s3->access_key_id,
+                       ngx_strlen(conf->upstream_options.s3->access_key_id));
+    }
+
     ngx_md5_final(digest, &md5);
 
     len = sizeof(" client=") - 1 + 2 * sizeof(digest)

@@ -235,6 +235,11 @@ ngx_http_dss_bill_health_archive_done(ngx_http_dss_bill_transfer_t *t,
     status = dss_bill_fetch_status(t->fetch);
     healthy = (status > 0 && status < 500);
 
+    /* a signed probe's 403 is a signature, clock or key failure */
+    if (health->options->s3) {
+        healthy = (status >= 200 && status < 300);
+    }
+
     if (healthy && health->archive_probed && !health->archive_healthy) {
         ngx_log_error(NGX_LOG_NOTICE, health->log, 0,
                       "dss_bill: archive \"%V\" is healthy again",

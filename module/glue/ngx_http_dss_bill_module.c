@@ -220,6 +220,27 @@ static ngx_command_t  ngx_http_dss_bill_commands[] = {
       offsetof(ngx_http_dss_bill_loc_conf_t, upstream_health_url),
       NULL },
 
+    { ngx_string("dss_bill_upstream_s3"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_dss_bill_upstream_s3,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_upstream_s3_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_dss_bill_upstream_s3_credentials,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dss_bill_upstream_s3_access_denied"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dss_bill_upstream_s3_access_denied,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     /* nginx's own cache: proxy_cache_path's parser, zone tagged as ours */
     { ngx_string("dss_bill_cache_path"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,

@@ -68,6 +68,10 @@ ngx_http_dss_bill_upstream_merge(ngx_conf_t *cf,
         conf->upstream_headers = prev->upstream_headers;
     }
 
+    if (ngx_http_dss_bill_s3_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (!conf->enabled || conf->upstream == NULL) {
         return NGX_CONF_OK;
     }

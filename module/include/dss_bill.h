@@ -241,6 +241,7 @@ typedef struct {
     long max_redirects;       /* 0: redirects are an error */
     int keepalive;            /* reuse connections (D9: see the README) */
     dss_bill_pdf_check pdf_check; /* dss_bill_pdf_check */
+    const struct dss_bill_s3_options_s *s3; /* SigV4 signing, or NULL */
 } dss_bill_upstream_options;
 
 /* Checks a dss_bill_upstream URL as written in the configuration: http or
@@ -319,6 +320,94 @@ dss_bill_body dss_bill_fetch_body(const dss_bill_fetch *fetch);
  * destroyed). */
 void dss_bill_fetch_release(dss_bill_fetch *fetch);
 
+/* ---- object stores: S3 Signature V4 (dss_bill_upstream_s3) ------------ */
+
+/* How an archive fetch signs its requests (AWS Signature Version 4). */
+typedef struct dss_bill_s3_options_s {
+    const char *region;            /* e.g. "eu-west-1" */
+    const char *service;           /* "s3" */
+    const char *access_key_id;
+    const char *secret_access_key;
+    const char *token_header;      /* "x-amz-security-token: ...", or NULL */
+    int access_denied_is_missing;  /* 403 AccessDenied answers 404 */
+} dss_bill_s3_options;
+
+/* A part of a caller's text (not NUL-terminated). */
+typedef struct {
+    const char *data; /* NULL: absent */
+    size_t len;
+} dss_bill_text;
+
+/* The keys of one profile, pointing into the parsed text. */
+typedef struct {
+    dss_bill_text access_key_id;
+    dss_bill_text secret_access_key;
+    dss_bill_text session_token;   /* optional */
+} dss_bill_s3_credentials;
+
+/*
+ * Parses an AWS shared-credentials file ("[profile]" sections of
+ * "key = value" lines; '#' and ';' start comment lines) and finds profile's
+ * aws_access_key_id, aws_secret_access_key and aws_session_token. Returns 0,
+ * or -1 with a reason in err that never quotes a value from the text.
+ */
+int dss_bill_s3_credentials_parse(const char *text, size_t len,
+                                  const char *profile, size_t profile_len,
+                                  dss_bill_s3_credentials *out, char *err,
+                                  size_t err_size);
+
+/* Checks a region or service name: 1 to 64 of a-z 0-9 '-' '_'. 0 or -1. */
+int dss_bill_s3_name_check(const char *name, size_t len, char *err,
+                           size_t err_size);
+
+/* Checks a dss_bill_upstream URL for signing: no query, no fragment, no
+ * '%' (keys are encoded by the module). 0 or -1 with a reason. */
+int dss_bill_s3_url_check(const char *url, size_t url_len, char *err,
+                          size_t err_size);
+
+/*
+ * Writes url with its path encoded the way SigV4 canonicalises it (every
+ * byte but A-Z a-z 0-9 - . _ ~ and '/' as %XX, upper-case hex), so that the
+ * path sent is the path signed; a query (from '?') is left as it is. Returns the length written (plus a
+ * NUL), or 0 when out is too small (3 * url_len + 1 always suffices).
+ */
+size_t dss_bill_s3_encode_url(const char *url, size_t url_len, char *out,
+                              size_t out_size);
+
+/*
+ * The bucket's URL for the health probe from a configured object URL, with
+ * "?max-keys=0" (an empty listing): "https://b.s3.r.amazonaws.com/..."
+ * (virtual-hosted: the host names the bucket) gives "https://b.s3.r...com/",
+ * "https://host/bucket/..." (path-style) gives "https://host/bucket".
+ * Returns the length, or 0 when the bucket part holds a variable or out is
+ * too small.
+ */
+size_t dss_bill_s3_probe_url(const char *url, size_t url_len, char *out,
+                             size_t out_size);
+
+/*
+ * The Authorization header's value that SigV4 gives a GET of url (its path
+ * as dss_bill_s3_encode_url writes it) at amz_date ("YYYYMMDDTHHMMSSZ"),
+ * signing host, x-amz-content-sha256 (the empty payload), x-amz-date, the
+ * session token and the "Name: value" lines of headers (NULL-terminated,
+ * may be NULL; an x-amz-date among them replaces amz_date). What every
+ * archive fetch of a dss_bill_upstream_s3 location sends. Returns the
+ * length written (plus a NUL), or 0.
+ */
+size_t dss_bill_s3_authorization(const dss_bill_s3_options *s3,
+                                 const char *url, const char *amz_date,
+                                 const char *const *headers, char *out,
+                                 size_t out_size);
+
+/*
+ * Extracts <Code> and <Message> from an S3 error body (at most the first
+ * len bytes are looked at), NUL-terminated and truncated to the buffers,
+ * with anything but printable ASCII replaced by '?'. Returns 1 when a Code
+ * was found, else 0 (code and message then empty).
+ */
+int dss_bill_s3_error_parse(const char *body, size_t len, char *code,
+                            size_t code_size, char *message,
+                            size_t message_size);
 /* ---- archive cache entries (issue 9) ----------------------------------- */
 
 /*

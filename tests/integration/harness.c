@@ -936,6 +936,23 @@ int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int dss_nginx_dump_config(dss_nginx *n, const char *http_block, char *out,
+                          size_t out_size) {
+    n->port = free_port();
+    write_config(n, http_block);
+    unlink(dss_path(n, "logs/stderr.log"));
+    long log_from = file_size(dss_path(n, "logs/error.log"));
+    pid_t pid = spawn_nginx(n, "-T");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    quiet_span(n, log_from);
+    size_t len = 0;
+    char *text = dss_read_file(dss_path(n, "logs/stderr.log"), &len);
+    snprintf(out, out_size, "%s", text ? text : "");
+    free(text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 char *dss_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {

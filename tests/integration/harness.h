@@ -110,6 +110,11 @@ int dss_nginx_wait_exit(dss_nginx *n, long timeout_ms);
 int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
                           size_t out_size);
 
+/* The same with "nginx -T": the test and the dump of every configuration
+ * file nginx read (stdout and stderr together). */
+int dss_nginx_dump_config(dss_nginx *n, const char *http_block, char *out,
+                          size_t out_size);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 long long dss_now_ms(void);
 
