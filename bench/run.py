@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 
-from common import (BILLS, BUDGET, HERE, MAX_REPEATS, MAX_ROUNDS,
+from common import (BILLS, BUDGET, CACHE_HEADER, FRESH_DIGIT,
+                    FRESH_VARIANTS, HERE, MAX_REPEATS, MAX_ROUNDS,
                     MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, ROWS_ENV, SECONDS,
                     STALL_BILL,
                     STALL_COUNT, STALL_RESERVE, die, free_port, log)
@@ -43,8 +44,8 @@ class Row:
                  cost=None, noise_ref="self100k"):
         self.key = key
         self.title = title
-        self.a = a                  # (instance name, url path, scheme)
-        self.b = b
+        self.a = a                  # (instance name, url path, scheme
+        self.b = b                  #  [, cache options: see side_options])
         self.target = target        # ratio both metrics must reach
         self.reference = reference  # self-comparison: no target
         self.cost = cost            # no target: the cost of `cost`, A vs B
@@ -99,7 +100,48 @@ def rows_all():
         Row("loaded", "module loaded vs not loaded: `return 200;` health",
             ("main", "/s/healthcheck", "http"),
             ("bare", "/s/healthcheck", "http"), 0.97),
-    ]
+    ] + rows_cache()
+
+
+def rows_cache():
+    """Issue 9's rows: the archive cache. Warm repeat views through the
+    module's cache (/k/, every response checked to be a HIT) against stock
+    proxy_cache (/q/, every response a HIT too), the document root (/r/)
+    and plain proxy_pass (/p/); first views (/n/, every response a MISS for
+    an id never requested before, the cache's files wiped after each
+    round) against today's uncached fetch (/u/) of ids as fresh."""
+    hit = {"header": "HIT"}
+    rows = []
+    for size, key, nref in (("100KB", "100k", "self100k"),
+                            ("1MB", "1m", "self1m")):
+        bid = BILLS[size][0]
+        label = size.replace("KB", " KB").replace("MB", " MB")
+        k = ("main", f"/k/download/{bid}", "http", hit)
+        rows += [
+            Row(f"cachepc{key}", f"cached {label} (warm): `dss_bill_cache` "
+                "vs `proxy_pass` + `proxy_cache`, both HITs",
+                k, ("main", f"/q/download/{bid}", "http", hit), 1.0,
+                noise_ref=nref),
+            Row(f"cacheroot{key}", f"cached {label} (warm): `dss_bill_cache` "
+                "vs `dss_bill_root`",
+                k, ("main", f"/r/download/{bid}", "http"), 0.95,
+                noise_ref=nref),
+            Row(f"cachepp{key}", f"cached {label} (warm): `dss_bill_cache` "
+                "vs plain `proxy_pass` (keep-alive)",
+                k, ("main", f"/p/download/{bid}", "http"), 3.0,
+                noise_ref=nref),
+        ]
+    for size, key, nref in (("100KB", "100k", "self100k"),
+                            ("1MB", "1m", "self1m")):
+        label = size.replace("KB", " KB").replace("MB", " MB")
+        rows.append(Row(
+            f"miss{key}", f"first views {label} (misses, fresh ids): "
+            "`dss_bill_cache` vs `dss_bill_upstream` uncached",
+            ("main", "/n/download/", "http",
+             {"header": "MISS", "fresh": size, "wipe": "fresh"}),
+            ("main", "/u/download/", "http", {"fresh": size}), 0.95,
+            noise_ref=nref))
+    return rows
 
 
 class Bench:
@@ -122,8 +164,10 @@ class Bench:
         self.root = root
         d = {"root": root, "bills": os.path.join(root, "bills")}
         self.d = d
-        for sub in ("bills", "logs", "temp"):
+        for sub in ("bills", "logs", "temp", "fresh", "cache"):
             os.mkdir(os.path.join(root, sub))
+        os.chmod(os.path.join(root, "fresh"), 0o755)
+        self.fresh_next = 0
         os.chmod(d["bills"], 0o755)
         for _, (bid, size) in BILLS.items():
             subprocess.run([self.args.make_bill,
@@ -134,9 +178,22 @@ class Bench:
                         STALL_BILL, str(1024 * 1024)], check=True)
         for f in os.listdir(d["bills"]):
             os.chmod(os.path.join(d["bills"], f), 0o644)
+        # first views: FRESH_VARIANTS distinct bills per size (each made
+        # for its own id, so no two are alike), served by the origin for
+        # every fresh id that names them
+        for size, digit in FRESH_DIGIT.items():
+            for v in range(FRESH_VARIANTS):
+                f = self.fresh_file(size, v)
+                subprocess.run([self.args.make_bill, f,
+                                f"{digit}{v:09d}{v:02d}",
+                                str(BILLS[size][1])], check=True)
+                os.chmod(f, 0o644)
         user_line = ""
         if os.geteuid() == 0:
             user_line = "user nobody nogroup;"
+            # the caches' directories are made by nginx's master (root) and
+            # handed to the workers' user; their parent must let it in
+            os.chmod(os.path.join(root, "cache"), 0o755)
             ok = subprocess.run(["runuser", "-u", "nobody", "--", "test",
                                  "-r", os.path.join(d["bills"],
                                                     STALL_BILL + ".pdf")])
@@ -211,9 +268,50 @@ class Bench:
                 shutil.rmtree(self.root, ignore_errors=True)
 
     # -- checks --
+    def fresh_file(self, size, v):
+        return os.path.join(self.root, "fresh",
+                            f"{FRESH_DIGIT[size]}-{v:02d}.pdf")
+
+    def side_options(self, side):
+        """check.lua's options for one side of a row: header=NAME:VALUE,
+        fresh=D:FIRST:K (ids never asked for before: FIRST moves on past
+        every id any earlier round asked for)."""
+        opts = side[3] if len(side) > 3 else {}
+        out = []
+        if "header" in opts:
+            out.append(f"header={CACHE_HEADER}:{opts['header']}")
+        if "fresh" in opts:
+            out.append(f"fresh={FRESH_DIGIT[opts['fresh']]}:"
+                       f"{self.fresh_next}:{FRESH_VARIANTS}")
+        return out
+
+    def fresh_id(self, size):
+        n = self.fresh_next
+        self.fresh_next += 1
+        return f"{FRESH_DIGIT[size]}{n:09d}{n % FRESH_VARIANTS:02d}"
+
+    def wipe(self, name):
+        """Removes a cache's files (not its directories, which nginx made)
+        between rounds: first views write a cache file per request, and
+        the disk should not fill up nor its write-back load the rounds.
+        The keys zone keeps their entries, never looked up again: no id
+        is asked for twice."""
+        top = os.path.join(self.root, "cache", name)
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                except FileNotFoundError:
+                    pass
+
     def expect(self, path):
         """What a URL path must answer, byte for byte: the bill's file for a
-        download, "-" (an empty body) for a health check."""
+        download, "-" (an empty body) for a health check; for a fresh id,
+        the variant it names."""
+        bid = path.rsplit("/", 1)[1]
+        for size, digit in FRESH_DIGIT.items():
+            if len(bid) == 12 and bid[0] == digit:
+                return self.fresh_file(size, int(bid[-2:]))
         if "/download/" in path:
             return os.path.join(self.d["bills"],
                                 path.rsplit("/", 1)[1] + ".pdf")
@@ -230,10 +328,25 @@ class Bench:
         """Before a row is timed, one request per side from an independent
         client (Python's http.client): 200, a Content-Length equal to the
         body's, and exactly the bytes of the bill. Every response of the
-        measured rounds is then checked by bench/check.lua in wrk."""
-        for inst, path, scheme in (row.a, row.b):
+        measured rounds is then checked by bench/check.lua in wrk. A cache
+        side is first warmed: asked until it answers HIT (at most 3 times;
+        a first view must answer MISS at once)."""
+        for side in (row.a, row.b):
+            inst, path, scheme = side[:3]
+            opts = side[3] if len(side) > 3 else {}
+            if "fresh" in opts:
+                path += self.fresh_id(opts["fresh"])
             url = self.url(inst, path, scheme)
-            r = fetch(url)
+            for _ in range(3):
+                r = fetch(url)
+                if r is None or r[0] != 200 or "header" not in opts or \
+                        r[1].get(CACHE_HEADER.lower()) == opts["header"]:
+                    break
+            if r is not None and "header" in opts and \
+                    r[1].get(CACHE_HEADER.lower()) != opts["header"]:
+                die(f"{row.key}: {url}: {CACHE_HEADER} "
+                    f"{r[1].get(CACHE_HEADER.lower())!r}, not "
+                    f"{opts['header']!r}, after 3 requests")
             if r is None or r[0] != 200:
                 die(f"{row.key}: {url} answered "
                     f"{r[0] if r else 'nothing'}, not 200")
@@ -265,10 +378,21 @@ class Bench:
     def measure(self, row, side, i):
         """One checked wrk round of one side; any response that is not the
         expected bill ends the whole run."""
-        inst, path, scheme = row.a if side == "A" else row.b
+        s = row.a if side == "A" else row.b
+        inst, path, scheme = s[:3]
+        opts = s[3] if len(s) > 3 else {}
         url = self.url(inst, path, scheme)
+        expect = self.expect(path)
+        if "fresh" in opts:
+            expect = self.fresh_file(opts["fresh"], 0).replace(
+                "-00.pdf", "-%02d.pdf")
         try:
-            r = wrk_round(url, self.instances[inst].worker, self.expect(path))
+            r = wrk_round(url, self.instances[inst].worker, expect,
+                          self.side_options(s))
+            if r["fresh_next"] is not None:
+                self.fresh_next = r["fresh_next"]
+            if "wipe" in opts:
+                self.wipe(opts["wipe"])
         except WrongBytes as e:
             die(f"FAILED: row {row.key}, side {side} ({url}), round {i + 1}: "
                 f"{e}. A ratio measured on wrong bodies is no ratio: no "
