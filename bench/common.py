@@ -33,7 +33,7 @@ ROUNDS_ENV = os.environ.get("BENCH_ROUNDS", "auto")
 # stalled-fetch measurement. Empty: everything (a result to commit).
 ROWS_ENV = [k for k in os.environ.get("BENCH_ROWS", "").split(",") if k]
 MIN_ROUNDS, MAX_ROUNDS = 8, 16
-BUDGET = float(os.environ.get("BENCH_BUDGET", "420"))
+BUDGET = float(os.environ.get("BENCH_BUDGET", "450"))
 STALL_RESERVE = 25.0                 # seconds the stall measurement takes
 SECONDS = int(os.environ.get("BENCH_SECONDS", "1"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))

@@ -312,7 +312,7 @@ def targets(rows, stall):
         if r.cost:
             s = summarize(r)
             out.append(f"- {r.key}, the cost of {r.cost} (no target of its "
-                       f"own; it is inside the root rows above): "
+                       f"own; {r.cost_note}): "
                        f"{cost_text(s)} (medians), pooled "
                        f"{s['pooled_rps']:.3f} / {s['pooled_cpu']:.3f}")
     if stall:

@@ -12,7 +12,7 @@ non-200 or a body cut short ends the run with exit status 1 and no result.
 
 Usage: run.py --module SO --make-bill EXE --out FILE.md
 Environment: BENCH_ROUNDS (auto: as many as BENCH_BUDGET allows, 8 to 16),
-BENCH_BUDGET (270 s for the whole run), BENCH_SECONDS (1), BENCH_CONNECTIONS
+BENCH_BUDGET (450 s for the whole run), BENCH_SECONDS (1), BENCH_CONNECTIONS
 (8), BENCH_MAX_STEAL (3, percent), BENCH_STALL (1000), BENCH_KEEP (keep the
 runtime folder).
 """
@@ -41,7 +41,8 @@ from servers import Nginx, fetch, main_conf, origin_conf
 
 class Row:
     def __init__(self, key, title, a, b, target, reference=False,
-                 cost=None, noise_ref="self100k"):
+                 cost=None, noise_ref="self100k",
+                 cost_note="it is inside the root rows above"):
         self.key = key
         self.title = title
         self.a = a                  # (instance name, url path, scheme
@@ -49,6 +50,7 @@ class Row:
         self.target = target        # ratio both metrics must reach
         self.reference = reference  # self-comparison: no target
         self.cost = cost            # no target: the cost of `cost`, A vs B
+        self.cost_note = cost_note  # how that cost relates to the targets
         self.noise_ref = noise_ref  # the self-comparison row to read with
         self.rounds = []            # (A result, B result)
         self.repeats = 0
@@ -141,6 +143,17 @@ def rows_cache():
              {"header": "MISS", "fresh": size, "wipe": "fresh"}),
             ("main", "/u/download/", "http", {"fresh": size}), 0.95,
             noise_ref=nref))
+    # the stock peer's first views, for scale: what proxy_cache's write of
+    # a new bill costs proxy_pass (no target; same ids, same origin)
+    rows.append(Row(
+        "misspc100k", "first views 100 KB: `proxy_pass` + `proxy_cache` vs "
+        "plain `proxy_pass` (stock's own cost of a miss)",
+        ("main", "/o/download/", "http",
+         {"header": "MISS", "fresh": "100KB", "wipe": "stockfresh"}),
+        ("main", "/p/download/", "http", {"fresh": "100KB"}), None,
+        cost="writing a new bill into proxy_cache (stock nginx)",
+        cost_note="the stock peer's price of a miss, to read the first-view "
+        "rows with"))
     return rows
 
 
@@ -200,6 +213,7 @@ class Bench:
             if ok.returncode != 0:
                 die(f"user nobody cannot read {d['bills']}: make every "
                     "folder above it world-traversable or set TMPDIR")
+        self.make_cache_levels(("fresh", "stockfresh"))
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
                         "-nodes", "-sha256", "-days", "2", "-subj",
                         "/CN=127.0.0.1", "-addext",
@@ -289,6 +303,28 @@ class Bench:
         n = self.fresh_next
         self.fresh_next += 1
         return f"{FRESH_DIGIT[size]}{n:09d}{n % FRESH_VARIANTS:02d}"
+
+    def make_cache_levels(self, names):
+        """The first-view caches' level directories (levels=1:2: 16 x 256),
+        made before the run, as a cache in service has them: otherwise
+        nginx makes them one by one during the measured rounds (a new
+        bill's directory does not exist yet in about half the requests of
+        the first 4,000), a cost only a new, empty cache pays. Owned by
+        the workers' user, mode 0700, as nginx makes them."""
+        uid = gid = None
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("nobody")
+            uid, gid = pw.pw_uid, pw.pw_gid
+        for name in names:
+            top = os.path.join(self.root, "cache", name)
+            dirs = [top] + [os.path.join(top, f"{a:x}") for a in range(16)] \
+                + [os.path.join(top, f"{a:x}", f"{b:02x}") for a in range(16)
+                   for b in range(256)]
+            for dpath in dirs:
+                os.mkdir(dpath, 0o700)
+                if uid is not None:
+                    os.chown(dpath, uid, gid)
 
     def wipe(self, name):
         """Removes a cache's files (not its directories, which nginx made)

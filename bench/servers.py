@@ -232,14 +232,17 @@ def cache_paths(d):
     bills: the module's warm one, the module's first-view one (its files
     wiped after every measured round; max_size and inactive far beyond the
     run, so the cache manager never evicts meanwhile), stock proxy_cache's
-    (temporary files in the cache directory, as the module writes them)."""
+    warm and first-view ones (temporary files in the cache directory, as
+    the module writes them)."""
     c = d["root"] + "/cache"
     return f"""    dss_bill_cache_path {c}/warm levels=1:2 keys_zone=bench_warm:1m
                         max_size=1g inactive=1d;
     dss_bill_cache_path {c}/fresh levels=1:2 keys_zone=bench_fresh:64m
                         max_size=100g inactive=1d;
     proxy_cache_path {c}/stock levels=1:2 keys_zone=bench_stock:1m
-                     max_size=1g inactive=1d use_temp_path=off;"""
+                     max_size=1g inactive=1d use_temp_path=off;
+    proxy_cache_path {c}/stockfresh levels=1:2 keys_zone=bench_stockfresh:64m
+                     max_size=100g inactive=1d use_temp_path=off;"""
 
 
 def cache_locations(d, ports):
@@ -285,6 +288,15 @@ def cache_locations(d, ports):
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_cache bench_stock;
+            proxy_cache_valid 200 30d;
+            {h} $upstream_cache_status always;
+        }}
+        # the same for first views (its files wiped between rounds)
+        location /o/download/ {{
+            proxy_pass http://bench_origin/bills/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench_stockfresh;
             proxy_cache_valid 200 30d;
             {h} $upstream_cache_status always;
         }}
