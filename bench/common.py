@@ -23,9 +23,6 @@ STALL_BILL = "100000009999"          # the id the stalled downloads ask for
 # is checked against the variant its id names (bench/check.lua, fresh=).
 FRESH_DIGIT = {"100KB": "9", "1MB": "8"}
 FRESH_VARIANTS = 16
-# Cache directories (same file system as the bills and each other):
-# the module's warm cache, the module's first-view cache (wiped after
-# every measured round), stock proxy_cache's.
 CACHE_HEADER = "X-Cache-Status"
 
 ROUNDS_ENV = os.environ.get("BENCH_ROUNDS", "auto")

@@ -110,8 +110,8 @@ def rows_cache():
     module's cache (/k/, every response checked to be a HIT) against stock
     proxy_cache (/q/, every response a HIT too), the document root (/r/)
     and plain proxy_pass (/p/); first views (/n/, every response a MISS for
-    an id never requested before, the cache's files wiped after each
-    round) against today's uncached fetch (/u/) of ids as fresh."""
+    an id never requested before; the files stay until the run ends)
+    against today's uncached fetch (/u/) of ids as fresh."""
     hit = {"header": "HIT"}
     rows = []
     for size, key, nref in (("100KB", "100k", "self100k"),
@@ -140,7 +140,7 @@ def rows_cache():
             f"miss{key}", f"first views {label} (misses, fresh ids): "
             "`dss_bill_cache` vs `dss_bill_upstream` uncached",
             ("main", "/n/download/", "http",
-             {"header": "MISS", "fresh": size, "wipe": "fresh"}),
+             {"header": "MISS", "fresh": size}),
             ("main", "/u/download/", "http", {"fresh": size}), 0.95,
             noise_ref=nref))
     # the stock peer's first views, for scale: what proxy_cache's write of
@@ -149,7 +149,7 @@ def rows_cache():
         "misspc100k", "first views 100 KB: `proxy_pass` + `proxy_cache` vs "
         "plain `proxy_pass` (stock's own cost of a miss)",
         ("main", "/o/download/", "http",
-         {"header": "MISS", "fresh": "100KB", "wipe": "stockfresh"}),
+         {"header": "MISS", "fresh": "100KB"}),
         ("main", "/p/download/", "http", {"fresh": "100KB"}), None,
         cost="writing a new bill into proxy_cache (stock nginx)",
         cost_note="the stock peer's price of a miss, to read the first-view "
@@ -326,20 +326,6 @@ class Bench:
                 if uid is not None:
                     os.chown(dpath, uid, gid)
 
-    def wipe(self, name):
-        """Removes a cache's files (not its directories, which nginx made)
-        between rounds: first views write a cache file per request, and
-        the disk should not fill up nor its write-back load the rounds.
-        The keys zone keeps their entries, never looked up again: no id
-        is asked for twice."""
-        top = os.path.join(self.root, "cache", name)
-        for dirpath, _dirs, files in os.walk(top):
-            for f in files:
-                try:
-                    os.unlink(os.path.join(dirpath, f))
-                except FileNotFoundError:
-                    pass
-
     def expect(self, path):
         """What a URL path must answer, byte for byte: the bill's file for a
         download, "-" (an empty body) for a health check; for a fresh id,
@@ -427,8 +413,6 @@ class Bench:
                           self.side_options(s))
             if r["fresh_next"] is not None:
                 self.fresh_next = r["fresh_next"]
-            if "wipe" in opts:
-                self.wipe(opts["wipe"])
         except WrongBytes as e:
             die(f"FAILED: row {row.key}, side {side} ({url}), round {i + 1}: "
                 f"{e}. A ratio measured on wrong bodies is no ratio: no "

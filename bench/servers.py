@@ -230,8 +230,8 @@ http {{
 def cache_paths(d):
     """The archive cache rows' caches, in the same file system as the
     bills: the module's warm one, the module's first-view one (its files
-    wiped after every measured round; max_size and inactive far beyond the
-    run, so the cache manager never evicts meanwhile), stock proxy_cache's
+    kept until the run ends; max_size and inactive far beyond the run, so
+    the cache manager never evicts meanwhile), stock proxy_cache's
     warm and first-view ones (temporary files in the cache directory, as
     the module writes them)."""
     c = d["root"] + "/cache"
@@ -254,7 +254,7 @@ def cache_locations(d, ports):
     up = f"http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id"
     return f"""
         # the module's archive path with the cache: warm repeat views (/k/),
-        # first views (/n/, a cache whose files are wiped between rounds)
+        # first views (/n/, a cache of its own)
         location /k/ {{
             dss_bill;
             dss_bill_upstream {up};
@@ -291,7 +291,7 @@ def cache_locations(d, ports):
             proxy_cache_valid 200 30d;
             {h} $upstream_cache_status always;
         }}
-        # the same for first views (its files wiped between rounds)
+        # the same for first views (a cache of its own)
         location /o/download/ {{
             proxy_pass http://bench_origin/bills/;
             proxy_http_version 1.1;
