@@ -17,15 +17,20 @@
 --                       measured response came from the cache)
 --   fresh=D:FIRST:K     first views: each request asks for a bill id never
 --                       requested before, D (one digit), then the 9-digit
---                       sequence number n (FIRST, FIRST+1, ...), then n % K
---                       as 2 digits, appended to the URL's path. EXPECTED
---                       is then a file name pattern with %02d: the K
---                       variants the origin serves (id ending vv: variant
---                       vv). A body counts as good when it is exactly one
---                       of the K variants; done() also prints per variant
---                       how many were asked for and how many answered
---                       (they differ only by the requests still in flight
---                       when wrk stopped), and the next unused n:
+--                       sequence number n (FIRST, FIRST+1, ...), then a
+--                       variant vv (2 digits, below K), appended to the
+--                       URL's path. EXPECTED is then a file name pattern
+--                       with %02d: the K variants the origin serves (id
+--                       ending vv: variant vv). A body counts as good when
+--                       it is exactly one of the K variants. wrk does not
+--                       say which request a response answers, so variant
+--                       v is asked for v+1 times in every K(K+1)/2
+--                       requests: answering some ids with another
+--                       variant than theirs (any systematic mix-up) makes
+--                       some variant answered more often than it was
+--                       asked for, which done() reports (wrongvariant),
+--                       with the requests still in flight when wrk stopped
+--                       and the next unused n:
 --
 --   bench-check fresh next=N inflight=I wrongvariant=W
 --
@@ -54,6 +59,7 @@ fresh_digit = nil          -- fresh=D:FIRST:K
 fresh_next = 0
 fresh_k = 0
 variants = nil             -- body -> variant number
+pick = nil                 -- n % #pick -> variant (v appears v+1 times)
 asked = nil                -- per variant: requests sent
 answered = nil             -- per variant: good responses
 
@@ -76,8 +82,11 @@ function init(args)
    if path == "-" then
       expected = ""
    elseif fresh_digit then
-      variants, asked, answered = {}, {}, {}
+      variants, asked, answered, pick = {}, {}, {}, {}
       for v = 0, fresh_k - 1 do
+         for _ = 0, v do
+            table.insert(pick, v)
+         end
          local f = assert(io.open(string.format(path, v), "rb"))
          variants[f:read("*a")] = v
          f:close()
@@ -101,7 +110,7 @@ if os.getenv("BENCH_CHECK_FRESH") == "1" then
    function request()
       local n = fresh_next
       fresh_next = n + 1
-      local v = n % fresh_k
+      local v = pick[n % #pick + 1]
       asked[v] = asked[v] + 1
       return wrk.format(nil, string.format("%s%s%09d%02d", wrk.path,
                                            fresh_digit, n, v))

@@ -17,10 +17,11 @@ BILLS = {
 STALL_BILL = "100000009999"          # the id the stalled downloads ask for
 
 # First views (cache misses) need a bill id never requested before for
-# every request: ids D + a 9-digit sequence number n + n % FRESH_VARIANTS
-# (2 digits). The origin serves, for any such id, the file
-# fresh/D-<vv>.pdf: FRESH_VARIANTS distinct bills of each size, so a body
-# is checked against the variant its id names (bench/check.lua, fresh=).
+# every request: ids D + a 9-digit sequence number n + a variant vv (2
+# digits, below FRESH_VARIANTS; bench/check.lua picks them). The origin
+# serves, for any such id, the file fresh/D-<vv>.pdf: FRESH_VARIANTS
+# distinct bills of each size, so a body is checked against the variant
+# its id names (bench/check.lua, fresh=).
 FRESH_DIGIT = {"100KB": "9", "1MB": "8"}
 FRESH_VARIANTS = 16
 CACHE_HEADER = "X-Cache-Status"

@@ -136,6 +136,7 @@ def machine_lines(args, bench):
         "stock health `return 200;`, stock archive `proxy_pass` to an "
         "`upstream` with `keepalive 32` (HTTP/1.1), the archive origin a "
         "second stock nginx (one worker) serving the same files",
+        cache_line(bench),
         f"- rounds: {bench.rounds} per row, {SECONDS} s per side, alternating "
         f"A B / B A; a pair is repeated (up to {MAX_REPEATS} times) when "
         f"steal exceeds {MAX_STEAL:g} %" + steal_remark(),
@@ -146,6 +147,24 @@ def machine_lines(args, bench):
         f"run); the check's client-side cost is the same on both sides of "
         f"a pair (README, \"Benchmark\")",
     ]
+
+
+def cache_line(bench):
+    """Where the cache rows' caches live: their first views' cost is the
+    file system's (creating, writing and renaming a file per miss)."""
+    fs = "?"
+    try:
+        r = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS",
+                            "--target", bench.root], capture_output=True,
+                           text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            fs = " ".join(r.stdout.split())
+    except OSError:
+        pass
+    return ("- cache rows: `dss_bill_cache_path` and `proxy_cache_path` "
+            "(`levels=1:2`, `use_temp_path=off` for stock) in the run's "
+            f"folder, the bills' file system ({fs}); first-view files kept "
+            "until the run ends")
 
 
 def steal_remark():
