@@ -16,12 +16,22 @@ BILLS = {
 }
 STALL_BILL = "100000009999"          # the id the stalled downloads ask for
 
+# First views (cache misses) need a bill id never requested before for
+# every request: ids D + a 9-digit sequence number n + a variant vv (2
+# digits, below FRESH_VARIANTS; bench/check.lua picks them). The origin
+# serves, for any such id, the file fresh/D-<vv>.pdf: FRESH_VARIANTS
+# distinct bills of each size, so a body is checked against the variant
+# its id names (bench/check.lua, fresh=).
+FRESH_DIGIT = {"100KB": "9", "1MB": "8"}
+FRESH_VARIANTS = 16
+CACHE_HEADER = "X-Cache-Status"
+
 ROUNDS_ENV = os.environ.get("BENCH_ROUNDS", "auto")
 # A focused run: only these rows (comma-separated keys), plus "stall" for the
 # stalled-fetch measurement. Empty: everything (a result to commit).
 ROWS_ENV = [k for k in os.environ.get("BENCH_ROWS", "").split(",") if k]
 MIN_ROUNDS, MAX_ROUNDS = 8, 16
-BUDGET = float(os.environ.get("BENCH_BUDGET", "270"))
+BUDGET = float(os.environ.get("BENCH_BUDGET", "450"))
 STALL_RESERVE = 25.0                 # seconds the stall measurement takes
 SECONDS = int(os.environ.get("BENCH_SECONDS", "1"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))

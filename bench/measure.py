@@ -49,18 +49,23 @@ class WrongBytes(Exception):
     """A measured round saw a response that is not the expected bill."""
 
 
-def wrk_round(url, worker_pid, expect):
+def wrk_round(url, worker_pid, expect, options=()):
     """Runs wrk once, every response checked by bench/check.lua against
-    `expect` (a file, or "-" for an empty body); returns a dict of
-    measurements. Raises WrongBytes when any response was not a 200 with
-    exactly the expected bytes."""
+    `expect` (a file, or "-" for an empty body; with a fresh= option a
+    file name pattern of the variants); `options` are check.lua's
+    (header=NAME:VALUE, fresh=D:FIRST:K). Returns a dict of measurements.
+    Raises WrongBytes when any response was not a 200 with exactly the
+    expected bytes (and header)."""
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--timeout",
-           "5s", "-s", CHECK_LUA, url, "--", expect]
+           "5s", "-s", CHECK_LUA, url, "--", expect, *options]
+    fresh = any(o.startswith("fresh=") for o in options)
+    env = dict(os.environ, BENCH_CHECK_FRESH="1") if fresh else None
     c0 = host_cpu()
     w0 = task_cpu_ns(worker_pid)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                       env=env)
     wall = time.monotonic() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     w1 = task_cpu_ns(worker_pid)
@@ -97,6 +102,22 @@ def wrk_round(url, worker_pid, expect):
                          f"besides {requests} checked responses")
     if requests == 0:
         die(f"{url}: no request completed in a round")
+    fresh_next = None
+    if fresh:
+        f = re.search(r"^bench-check fresh next=(\d+) inflight=(\d+) "
+                      r"wrongvariant=(\d+)$", out, re.M)
+        if not f:
+            die(f"{url}: wrk printed no fresh-id tally:\n{out}")
+        fresh_next, inflight, wrong = (int(x) for x in f.groups())
+        # A connection has at most one request in flight when wrk stops
+        # (and wrk may have built the next one: at most two per
+        # connection); any other difference between the variants asked
+        # for and answered is a body that belongs to another bill id.
+        if wrong or inflight > 2 * CONNECTIONS:
+            raise WrongBytes(
+                f"the bodies do not match the bill ids asked for: "
+                f"{wrong} answered with a variant asked for less often, "
+                f"{inflight} unanswered (at most {2 * CONNECTIONS} in flight)")
     worker_ns = w1 - w0
     wrk_ns = ((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)) * 1e9
     dtotal = max(c1[2] - c0[2], 1)
@@ -110,6 +131,7 @@ def wrk_round(url, worker_pid, expect):
         "steal": 100.0 * (c1[1] - c0[1]) / dtotal,
         "other": 100.0 * other,
         "checked": good,
+        "fresh_next": fresh_next,
     }
 
 

@@ -12,7 +12,7 @@ non-200 or a body cut short ends the run with exit status 1 and no result.
 
 Usage: run.py --module SO --make-bill EXE --out FILE.md
 Environment: BENCH_ROUNDS (auto: as many as BENCH_BUDGET allows, 8 to 16),
-BENCH_BUDGET (270 s for the whole run), BENCH_SECONDS (1), BENCH_CONNECTIONS
+BENCH_BUDGET (450 s for the whole run), BENCH_SECONDS (1), BENCH_CONNECTIONS
 (8), BENCH_MAX_STEAL (3, percent), BENCH_STALL (1000), BENCH_KEEP (keep the
 runtime folder).
 """
@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 
-from common import (BILLS, BUDGET, HERE, MAX_REPEATS, MAX_ROUNDS,
+from common import (BILLS, BUDGET, CACHE_HEADER, FRESH_DIGIT,
+                    FRESH_VARIANTS, HERE, MAX_REPEATS, MAX_ROUNDS,
                     MAX_STEAL, MIN_ROUNDS, ROUNDS_ENV, ROWS_ENV, SECONDS,
                     STALL_BILL,
                     STALL_COUNT, STALL_RESERVE, die, free_port, log)
@@ -40,14 +41,16 @@ from servers import Nginx, fetch, main_conf, origin_conf
 
 class Row:
     def __init__(self, key, title, a, b, target, reference=False,
-                 cost=None, noise_ref="self100k"):
+                 cost=None, noise_ref="self100k",
+                 cost_note="it is inside the root rows above"):
         self.key = key
         self.title = title
-        self.a = a                  # (instance name, url path, scheme)
-        self.b = b
+        self.a = a                  # (instance name, url path, scheme
+        self.b = b                  #  [, cache options: see side_options])
         self.target = target        # ratio both metrics must reach
         self.reference = reference  # self-comparison: no target
         self.cost = cost            # no target: the cost of `cost`, A vs B
+        self.cost_note = cost_note  # how that cost relates to the targets
         self.noise_ref = noise_ref  # the self-comparison row to read with
         self.rounds = []            # (A result, B result)
         self.repeats = 0
@@ -109,7 +112,59 @@ def rows_all():
         Row("loaded", "module loaded vs not loaded: `return 200;` health",
             ("main", "/s/healthcheck", "http"),
             ("bare", "/s/healthcheck", "http"), 0.97),
-    ]
+    ] + rows_cache()
+
+
+def rows_cache():
+    """Issue 9's rows: the archive cache. Warm repeat views through the
+    module's cache (/k/, every response checked to be a HIT) against stock
+    proxy_cache (/q/, every response a HIT too), the document root (/r/)
+    and plain proxy_pass (/p/); first views (/n/, every response a MISS for
+    an id never requested before; the files stay until the run ends)
+    against today's uncached fetch (/u/) of ids as fresh."""
+    hit = {"header": "HIT"}
+    rows = []
+    for size, key, nref in (("100KB", "100k", "self100k"),
+                            ("1MB", "1m", "self1m")):
+        bid = BILLS[size][0]
+        label = size.replace("KB", " KB").replace("MB", " MB")
+        k = ("main", f"/k/download/{bid}", "http", hit)
+        rows += [
+            Row(f"cachepc{key}", f"cached {label} (warm): `dss_bill_cache` "
+                "vs `proxy_pass` + `proxy_cache`, both HITs",
+                k, ("main", f"/q/download/{bid}", "http", hit), 1.0,
+                noise_ref=nref),
+            Row(f"cacheroot{key}", f"cached {label} (warm): `dss_bill_cache` "
+                "vs `dss_bill_root`",
+                k, ("main", f"/r/download/{bid}", "http"), 0.95,
+                noise_ref=nref),
+            Row(f"cachepp{key}", f"cached {label} (warm): `dss_bill_cache` "
+                "vs plain `proxy_pass` (keep-alive)",
+                k, ("main", f"/p/download/{bid}", "http"), 3.0,
+                noise_ref=nref),
+        ]
+    for size, key, nref in (("100KB", "100k", "self100k"),
+                            ("1MB", "1m", "self1m")):
+        label = size.replace("KB", " KB").replace("MB", " MB")
+        rows.append(Row(
+            f"miss{key}", f"first views {label} (misses, fresh ids): "
+            "`dss_bill_cache` vs `dss_bill_upstream` uncached",
+            ("main", "/n/download/", "http",
+             {"header": "MISS", "fresh": size}),
+            ("main", "/u/download/", "http", {"fresh": size}), 0.95,
+            noise_ref=nref))
+    # the stock peer's first views, for scale: what proxy_cache's write of
+    # a new bill costs proxy_pass (no target; same ids, same origin)
+    rows.append(Row(
+        "misspc100k", "first views 100 KB: `proxy_pass` + `proxy_cache` vs "
+        "plain `proxy_pass` (stock's own cost of a miss)",
+        ("main", "/o/download/", "http",
+         {"header": "MISS", "fresh": "100KB"}),
+        ("main", "/p/download/", "http", {"fresh": "100KB"}), None,
+        cost="writing a new bill into proxy_cache (stock nginx)",
+        cost_note="the stock peer's price of a miss, to read the first-view "
+        "rows with"))
+    return rows
 
 
 class Bench:
@@ -132,8 +187,10 @@ class Bench:
         self.root = root
         d = {"root": root, "bills": os.path.join(root, "bills")}
         self.d = d
-        for sub in ("bills", "logs", "temp"):
+        for sub in ("bills", "logs", "temp", "fresh", "cache"):
             os.mkdir(os.path.join(root, sub))
+        os.chmod(os.path.join(root, "fresh"), 0o755)
+        self.fresh_next = 0
         os.chmod(d["bills"], 0o755)
         for _, (bid, size) in BILLS.items():
             subprocess.run([self.args.make_bill,
@@ -150,15 +207,29 @@ class Bench:
         with open(os.open(creds, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write("[default]\naws_access_key_id = AKIABENCHEXAMPLE\n"
                     "aws_secret_access_key = bench/secret+EXAMPLEKEY\n")
+        # first views: FRESH_VARIANTS distinct bills per size (each made
+        # for its own id, so no two are alike), served by the origin for
+        # every fresh id that names them
+        for size, digit in FRESH_DIGIT.items():
+            for v in range(FRESH_VARIANTS):
+                f = self.fresh_file(size, v)
+                subprocess.run([self.args.make_bill, f,
+                                f"{digit}{v:09d}{v:02d}",
+                                str(BILLS[size][1])], check=True)
+                os.chmod(f, 0o644)
         user_line = ""
         if os.geteuid() == 0:
             user_line = "user nobody nogroup;"
+            # the caches' directories are made by nginx's master (root) and
+            # handed to the workers' user; their parent must let it in
+            os.chmod(os.path.join(root, "cache"), 0o755)
             ok = subprocess.run(["runuser", "-u", "nobody", "--", "test",
                                  "-r", os.path.join(d["bills"],
                                                     STALL_BILL + ".pdf")])
             if ok.returncode != 0:
                 die(f"user nobody cannot read {d['bills']}: make every "
                     "folder above it world-traversable or set TMPDIR")
+        self.make_cache_levels(("fresh", "stockfresh"))
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
                         "-nodes", "-sha256", "-days", "2", "-subj",
                         "/CN=127.0.0.1", "-addext",
@@ -235,9 +306,58 @@ class Bench:
                 shutil.rmtree(self.root, ignore_errors=True)
 
     # -- checks --
+    def fresh_file(self, size, v):
+        return os.path.join(self.root, "fresh",
+                            f"{FRESH_DIGIT[size]}-{v:02d}.pdf")
+
+    def side_options(self, side):
+        """check.lua's options for one side of a row: header=NAME:VALUE,
+        fresh=D:FIRST:K (ids never asked for before: FIRST moves on past
+        every id any earlier round asked for)."""
+        opts = side[3] if len(side) > 3 else {}
+        out = []
+        if "header" in opts:
+            out.append(f"header={CACHE_HEADER}:{opts['header']}")
+        if "fresh" in opts:
+            out.append(f"fresh={FRESH_DIGIT[opts['fresh']]}:"
+                       f"{self.fresh_next}:{FRESH_VARIANTS}")
+        return out
+
+    def fresh_id(self, size):
+        n = self.fresh_next
+        self.fresh_next += 1
+        return f"{FRESH_DIGIT[size]}{n:09d}{n % FRESH_VARIANTS:02d}"
+
+    def make_cache_levels(self, names):
+        """The first-view caches' level directories (levels=1:2: 16 x 256),
+        made before the run, as a cache in service has them: otherwise
+        nginx makes them one by one during the measured rounds (a new
+        bill's directory does not exist yet in about half the requests of
+        the first 4,000), a cost only a new, empty cache pays. Owned by
+        the workers' user, mode 0700, as nginx makes them."""
+        uid = gid = None
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("nobody")
+            uid, gid = pw.pw_uid, pw.pw_gid
+        for name in names:
+            top = os.path.join(self.root, "cache", name)
+            dirs = [top] + [os.path.join(top, f"{a:x}") for a in range(16)] \
+                + [os.path.join(top, f"{a:x}", f"{b:02x}") for a in range(16)
+                   for b in range(256)]
+            for dpath in dirs:
+                os.mkdir(dpath, 0o700)
+                if uid is not None:
+                    os.chown(dpath, uid, gid)
+
     def expect(self, path):
         """What a URL path must answer, byte for byte: the bill's file for a
-        download, "-" (an empty body) for a health check."""
+        download, "-" (an empty body) for a health check; for a fresh id,
+        the variant it names."""
+        bid = path.rsplit("/", 1)[1]
+        for size, digit in FRESH_DIGIT.items():
+            if len(bid) == 12 and bid[0] == digit:
+                return self.fresh_file(size, int(bid[-2:]))
         if "/download/" in path:
             return os.path.join(self.d["bills"],
                                 path.rsplit("/", 1)[1] + ".pdf")
@@ -254,10 +374,25 @@ class Bench:
         """Before a row is timed, one request per side from an independent
         client (Python's http.client): 200, a Content-Length equal to the
         body's, and exactly the bytes of the bill. Every response of the
-        measured rounds is then checked by bench/check.lua in wrk."""
-        for inst, path, scheme in (row.a, row.b):
+        measured rounds is then checked by bench/check.lua in wrk. A cache
+        side is first warmed: asked until it answers HIT (at most 3 times;
+        a first view must answer MISS at once)."""
+        for side in (row.a, row.b):
+            inst, path, scheme = side[:3]
+            opts = side[3] if len(side) > 3 else {}
+            if "fresh" in opts:
+                path += self.fresh_id(opts["fresh"])
             url = self.url(inst, path, scheme)
-            r = fetch(url)
+            for _ in range(3):
+                r = fetch(url)
+                if r is None or r[0] != 200 or "header" not in opts or \
+                        r[1].get(CACHE_HEADER.lower()) == opts["header"]:
+                    break
+            if r is not None and "header" in opts and \
+                    r[1].get(CACHE_HEADER.lower()) != opts["header"]:
+                die(f"{row.key}: {url}: {CACHE_HEADER} "
+                    f"{r[1].get(CACHE_HEADER.lower())!r}, not "
+                    f"{opts['header']!r}, after 3 requests")
             if r is None or r[0] != 200:
                 die(f"{row.key}: {url} answered "
                     f"{r[0] if r else 'nothing'}, not 200")
@@ -289,10 +424,19 @@ class Bench:
     def measure(self, row, side, i):
         """One checked wrk round of one side; any response that is not the
         expected bill ends the whole run."""
-        inst, path, scheme = row.a if side == "A" else row.b
+        s = row.a if side == "A" else row.b
+        inst, path, scheme = s[:3]
+        opts = s[3] if len(s) > 3 else {}
         url = self.url(inst, path, scheme)
+        expect = self.expect(path)
+        if "fresh" in opts:
+            expect = self.fresh_file(opts["fresh"], 0).replace(
+                "-00.pdf", "-%02d.pdf")
         try:
-            r = wrk_round(url, self.instances[inst].worker, self.expect(path))
+            r = wrk_round(url, self.instances[inst].worker, expect,
+                          self.side_options(s))
+            if r["fresh_next"] is not None:
+                self.fresh_next = r["fresh_next"]
         except WrongBytes as e:
             die(f"FAILED: row {row.key}, side {side} ({url}), round {i + 1}: "
                 f"{e}. A ratio measured on wrong bodies is no ratio: no "

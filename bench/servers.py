@@ -66,9 +66,19 @@ class Nginx:
                 kids = [int(x) for x in f.read().split()]
         except FileNotFoundError:
             return False
-        if len(kids) != 1:
+        # The worker, not the cache manager and loader that a cache path
+        # adds: exactly one child calls itself "worker process".
+        workers = []
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/cmdline", "rb") as f:
+                    if b"worker process" in f.read():
+                        workers.append(kid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        if len(workers) != 1:
             return False
-        self.worker = kids[0]
+        self.worker = workers[0]
         return True
 
     def restart(self, ready_url):
@@ -193,7 +203,7 @@ def main_conf(d, ports, user_line, module=None, metrics=False):
             dss_bill_upstream_timeout 60s;
             dss_bill_upstream_health_url off;
         }}
-"""
+{"" if metrics else cache_locations(d, ports)}"""
     if module and metrics:
         locations += """
         # metrics on: every dss_bill request above is counted
@@ -203,6 +213,8 @@ def main_conf(d, ports, user_line, module=None, metrics=False):
 """
     name = ("metered" if metrics else "main") if module else "bare"
     load = f"load_module {module};" if module else "# no load_module"
+    caches = (cache_paths(d) if module and not metrics
+              else "    # no cache rows here")
     return f"""# written by bench/run.py
 {load}
 {user_line}
@@ -212,6 +224,7 @@ pid {d['root']}/{name}.pid;
 events {{ worker_connections 8192; }}
 http {{
 {common_http(d)}
+{caches}
     upstream bench_origin {{
         server 127.0.0.1:{ports['origin']};
         keepalive 32;
@@ -231,6 +244,82 @@ http {{
 {locations}
     }}
 }}
+"""
+
+
+def cache_paths(d):
+    """The archive cache rows' caches, in the same file system as the
+    bills: the module's warm one, the module's first-view one (its files
+    kept until the run ends; max_size and inactive far beyond the run, so
+    the cache manager never evicts meanwhile), stock proxy_cache's
+    warm and first-view ones (temporary files in the cache directory, as
+    the module writes them)."""
+    c = d["root"] + "/cache"
+    return f"""    dss_bill_cache_path {c}/warm levels=1:2 keys_zone=bench_warm:1m
+                        max_size=1g inactive=1d;
+    dss_bill_cache_path {c}/fresh levels=1:2 keys_zone=bench_fresh:64m
+                        max_size=100g inactive=1d;
+    proxy_cache_path {c}/stock levels=1:2 keys_zone=bench_stock:1m
+                     max_size=1g inactive=1d use_temp_path=off;
+    proxy_cache_path {c}/stockfresh levels=1:2 keys_zone=bench_stockfresh:64m
+                     max_size=100g inactive=1d use_temp_path=off;"""
+
+
+def cache_locations(d, ports):
+    """The archive cache rows (issue 9). Every location of these rows sets
+    the same X-Cache-Status header, so each side pays for one add_header:
+    HIT or MISS where a cache answers (checked in every measured response),
+    nothing where none does (an empty value adds no header)."""
+    h = "add_header X-Cache-Status"
+    up = f"http://127.0.0.1:{ports['origin']}/bills/$dss_bill_id"
+    return f"""
+        # the module's archive path with the cache: warm repeat views (/k/),
+        # first views (/n/, a cache of its own)
+        location /k/ {{
+            dss_bill;
+            dss_bill_upstream {up};
+            dss_bill_upstream_keepalive on;
+            dss_bill_cache bench_warm;
+            {h} $dss_bill_cache_status always;
+        }}
+        location /n/ {{
+            dss_bill;
+            dss_bill_upstream {up};
+            dss_bill_upstream_keepalive on;
+            dss_bill_cache bench_fresh;
+            {h} $dss_bill_cache_status always;
+        }}
+        # today's uncached fetch (/a/ with the header) and the document
+        # root (/m/ with the header), for the cache rows
+        location /u/ {{
+            dss_bill;
+            dss_bill_upstream {up};
+            dss_bill_upstream_keepalive on;
+            {h} $dss_bill_cache_status always;
+        }}
+        location /r/ {{
+            dss_bill;
+            dss_bill_root {d['bills']};
+            {h} $dss_bill_cache_status always;
+        }}
+        # stock nginx's answer: proxy_cache in front of proxy_pass
+        location /q/download/ {{
+            proxy_pass http://bench_origin/bills/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench_stock;
+            proxy_cache_valid 200 30d;
+            {h} $upstream_cache_status always;
+        }}
+        # the same for first views (a cache of its own)
+        location /o/download/ {{
+            proxy_pass http://bench_origin/bills/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench_stockfresh;
+            proxy_cache_valid 200 30d;
+            {h} $upstream_cache_status always;
+        }}
 """
 
 
@@ -264,6 +353,11 @@ http {{
         location /bills/ {{
             alias {d['bills']}/;
             try_files $uri.pdf =404;
+        }}
+        # first views: any id D nnnnnnnnn vv is the bill fresh/D-vv.pdf
+        location ~ "^/bills/([89])[0-9]{{9}}([0-9][0-9])$" {{
+            root {d['root']}/fresh;
+            try_files /$1-$2.pdf =404;
         }}
     }}
 }}
