@@ -386,7 +386,8 @@ typedef struct {
     size_t needle_len;
     int matches;        /* files holding the needle */
     char path[PATH_MAX]; /* the last of them */
-    long offset;        /* where its bill starts (after the KEY line) */
+    long offset;        /* where its bill starts (the first byte after the
+                           KEY line and the zeros up to a page boundary) */
     long size;          /* its size */
     long total;         /* bytes of all regular files */
     int files;          /* regular files */
@@ -434,7 +435,13 @@ static void scan_dir(const char *dir, cache_scan *s) {
         if (hit) {
             s->matches++;
             snprintf(s->path, sizeof(s->path), "%s", path);
-            s->offset = (long)(hit - text) + (long)s->needle_len;
+            /* the bill starts at the next page boundary (zeros between);
+             * a bill starts with "%PDF-", never with a zero */
+            size_t at = (size_t)(hit - text) + s->needle_len;
+            while (at < len && text[at] == '\0') {
+                at++;
+            }
+            s->offset = (long)at;
             s->size = (long)len;
         }
         free(text);
@@ -507,6 +514,12 @@ static cache_scan await_entry(const char *rel, fault_origin *o,
         dss_poll_pause();
     }
     free(bill);
+    /* sendfile() from a page boundary: from anywhere else the bill's last
+     * segment waits for the client's delayed ACK (tcp_nopush) */
+    if (s.offset % 4096 != 0) {
+        fail_msg("%s: the bill starts at %ld in its cache file, not on a "
+                 "page boundary", s.path, s.offset);
+    }
     return s;
 }
 
