@@ -34,6 +34,8 @@ static const char *const config =
     "archive_time=$dss_bill_archive_time size=$dss_bill_size';\n"
     "log_format worker '$pid';\n"
     "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+    /* every archive body in a temporary file (see /dss/notemp/) */
+    "dss_bill_upstream_memory 0;\n"
     "server {\n"
     /* reuseport: the kernel spreads connections over both workers */
     "    listen 127.0.0.1:@PORT@ reuseport;\n"
@@ -65,6 +67,17 @@ static const char *const config =
     "        dss_bill_upstream http://127.0.0.1:%1$d/$dss_bill_id;\n"
     "        dss_bill_upstream_connect_timeout 10s;\n"
     "        dss_bill_upstream_timeout 20s;\n"
+    "    }\n"
+    /* a 300 KB body goes to a temporary file (dss_bill_upstream_memory 0:
+     * nothing beyond the 16k buffer), here in a folder the workers may not
+     * write: the fetch fails as temp_file_error */
+    "    location /dss/notemp/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/g/$dss_bill_id;\n"
+    "        dss_bill_upstream_temp_path @PREFIX@/notemp;\n"
+    "        dss_bill_upstream_connect_timeout 10s;\n"
+    "        dss_bill_upstream_timeout 20s;\n"
+    "        dss_bill_upstream_health_url off;\n"
     "    }\n"
     "    location /dss/slow/ {\n"
     "        dss_bill;\n"
@@ -154,6 +167,8 @@ static const mix_entry mix[] = {
     {"GET",  "/dss/arch/download/redirect-%s",        500, "download", "archive_redirect",  "archive", "302", 0, "redirect-"},
     {"GET",  "/dss/arch/download/dup-length-%s",      500, "download", "archive_framing",   "archive", "200", 0, "dup-length-"},
     {"GET",  "/dss/arch/download/huge-announced-%s",  500, "download", "too_large",         "archive", "200", 0, "huge-announced-"},
+    {"GET",  "/dss/arch/download/cut-close-%s",       500, "download", "incomplete_pdf",    "archive", "200", 0, "cut-close-"},
+    {"GET",  "/dss/notemp/download/300000-%s",        500, "download", "temp_file_error",   "archive", "200", 0, "300000-"},
     {"GET",  "/dss/slow/download/slow-first-byte-%s", 500, "download", "archive_timeout",   "archive", "-",   0, "slow-first-byte-"},
     {"GET",  "/dss/arch/download/stall-%s",           499, "download", "client_gone",       "archive", "-",   2000, "stall-"},
     {"GET",  "/dss/dead/download/x-%s",               500, "download", "archive_connect",   "archive", "-",   0, "x-"},
@@ -163,7 +178,7 @@ static const mix_entry mix[] = {
 
 #define MIX_COUNT (sizeof(mix) / sizeof(mix[0]))
 /* archive fetches that reach a verdict in one round (not client_gone) */
-#define ROUND_FETCHES 12
+#define ROUND_FETCHES 14
 
 static char *path_of(const mix_entry *e, const char *round) {
     char *path;
@@ -214,6 +229,7 @@ static int setup(void **state) {
         assert_int_equal(chmod(path, 0), 0);
     }
     assert_int_equal(mkdir(dss_path(&nginx, "locked"), 0), 0);
+    assert_int_equal(mkdir(dss_path(&nginx, "notemp"), 0), 0);
 
     /* a port nothing listens on: bound, then closed */
     fault_origin probe;
@@ -232,6 +248,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     chmod(dss_path(&nginx, "locked"), 0755); /* for the prefix's removal */
+    chmod(dss_path(&nginx, "notemp"), 0755);
     dss_nginx_cleanup(&nginx);
     fault_origin_stop(&origin);
     return 0;
