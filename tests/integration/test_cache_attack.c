@@ -122,6 +122,22 @@ static const char *const module_config =
     "        open_file_cache_valid 60s;\n"
     "        open_file_cache_errors on;\n"
     "    }\n"
+    /* one archive over TLS (the second server, the test's self-signed
+     * certificate): fetched unverified here, verified against the
+     * system's CAs (which refuse it) there, one zone */
+    "    location /noverify/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream "
+    "https://127.0.0.1:@PORT2@/files/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_ssl_verify off;\n"
+    "    }\n"
+    "    location /verify/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_cache bills;\n"
+    "        dss_bill_upstream "
+    "https://127.0.0.1:@PORT2@/files/$dss_bill_id.pdf;\n"
+    "    }\n"
     /* the archive says 404: error_page sends the request to another
      * cached location */
     "    location /ep/ {\n"
@@ -140,6 +156,7 @@ static const char *const module_config =
     "    listen 127.0.0.1:@PORT2@ ssl http2;\n"
     "    ssl_certificate @PREFIX@/cert.pem;\n"
     "    ssl_certificate_key @PREFIX@/key.pem;\n"
+    "    location /files/ { root @PREFIX@/tls; }\n"
     "    access_log @PREFIX@/logs/cache.log cache;\n"
     "    add_header X-Cache $dss_bill_cache_status always;\n"
     "    dss_bill_upstream_health_url off;\n"
@@ -612,6 +629,116 @@ static void test_cache_a_waiter_whose_wait_ran_out_is_counted_a_miss(
     assert_true(misses1 == misses0 + 1);
 }
 
+/*
+ * D9 (the archive's origin and trust). /verify/ checks the archive's
+ * certificate (dss_bill_upstream_ssl_verify on, the default) and refuses
+ * this archive's; /noverify/ fetches the same URL without checking, into
+ * the same zone. The key holds the URL and the archive client, not how far
+ * the answer was trusted: once /noverify/ stored a bill (which a
+ * man-in-the-middle could have written), /verify/ serves it as 200 though
+ * its own policy refuses every answer of that archive. (The module already
+ * keys pdf_check for the same reason: entries a stricter location would
+ * refuse.)
+ */
+static void test_D9_an_unverified_fetch_is_served_by_a_verifying_location(
+    void **state) {
+    (void)state;
+    assert_int_equal(mkdir(dss_path(&nginx, "tls"), 0755), 0);
+    assert_int_equal(mkdir(dss_path(&nginx, "tls/files"), 0755), 0);
+    dss_write_bill(dss_path(&nginx, "tls/files/111122223333.pdf"),
+                   "111122223333", 20000);
+    dss_write_bill(dss_path(&nginx, "tls/files/444455556666.pdf"),
+                   "444455556666", 20000);
+    start_nginx();
+
+    /* /verify/ refuses this archive on its own */
+    dss_response r = get(target("verify", "444455556666"));
+    print_message("/verify/, an uncached bill: %ld\n", r.status);
+    assert_int_equal(r.status, 500);
+    dss_response_free(&r);
+
+    r = get(target("noverify", "111122223333"));
+    assert_int_equal(r.status, 200);
+    dss_response_free(&r);
+    long long deadline = dss_now_ms() + 10000;
+    char path[PATH_MAX], rest[512], url[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/files/111122223333.pdf",
+             nginx.port2);
+    while (find_key(dss_path(&nginx, "cache"), url, path, sizeof(path), rest,
+                    sizeof(rest)) != 0) {
+        assert_true(dss_now_ms() < deadline);
+        dss_poll_pause();
+    }
+
+    r = get(target("verify", "111122223333"));
+    print_message("/verify/ after /noverify/ stored the bill: %ld, X-Cache "
+                  "\"%s\", %zu bytes\n",
+                  r.status, cache_status(&r), r.body_len);
+    long status = r.status;
+    dss_response_free(&r);
+    if (status == 200) {
+        fail_msg("a location that refuses the archive's certificate served "
+                 "a bill fetched without verification (the key does not "
+                 "hold the TLS policy)");
+    }
+}
+
+/*
+ * Collapsed forwarding (issue 9, item 5) after a cache file failed its
+ * checks: the request that finds the entry unusable removes it and fetches
+ * without taking the keys zone's lock (ngx_http_dss_bill_cache_hit ->
+ * ngx_http_dss_bill_upstream_fetch), so the next request for the bill,
+ * finding no file, takes the lock and fetches as well: a crowd arriving on
+ * a corrupt entry costs the archive two fetches or more, not one.
+ */
+static void test_cache_a_crowd_on_a_corrupt_entry_fetches_once(void **state) {
+    (void)state;
+    const char *id = "200000-corrupt";
+    start_nginx();
+    expect_bill(target("ch", id), id, "MISS");
+    char path[PATH_MAX];
+    await_file(url_of("/gh/200000-corrupt"), path, sizeof(path));
+    /* the bill's first bytes (at the page boundary) no longer a PDF */
+    size_t len = 0;
+    char *text = dss_read_file(path, &len);
+    assert_non_null(text);
+    char *pdf = memmem(text, len, "%PDF-", 5);
+    assert_non_null(pdf);
+    long at = (long)(pdf - text);
+    free(text);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "XXXXX", 5, at), 5);
+    close(fd);
+
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 1);
+    enum { N = 10 };
+    job jobs[N];
+    memset(jobs, 0, sizeof(jobs));
+    for (int i = 0; i < N; i++) {
+        start_job(&jobs[i], target("ch", id), 0, 0);
+    }
+    await_parked(N, 1);
+    /* what is parked at the archive once every request is in */
+    long long deadline = dss_now_ms() + 1500;
+    while (dss_now_ms() < deadline && fault_origin_held(&a) < 2) {
+        dss_poll_pause();
+    }
+    int parked = fault_origin_held(&a);
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
+    for (int i = 0; i < N; i++) {
+        pthread_join(jobs[i].thread, NULL);
+        assert_int_equal(jobs[i].status, 200);
+        assert_bytes(jobs[i].body, jobs[i].len, id, "after a corrupt entry");
+        free(jobs[i].body);
+    }
+    int fetches = asked("/gh/200000-corrupt") - 1;
+    print_message("%d requests on a corrupt entry: %d archive fetches (%d "
+                  "parked at once)\n",
+                  N, fetches, parked);
+    assert_int_equal(fetches, 1);
+}
+
 /* ---- attacks withstood (regression tests) ----------------------------------
  */
 
@@ -934,6 +1061,8 @@ int main(void) {
         T(test_D9_key_parts_run_together_client_chosen_url_reads_another_clients_bill),
         T(test_D4_D6_a_stricter_locations_refusal_is_not_another_locations_answer),
         T(test_cache_a_waiter_whose_wait_ran_out_is_counted_a_miss),
+        T(test_D9_an_unverified_fetch_is_served_by_a_verifying_location),
+        T(test_cache_a_crowd_on_a_corrupt_entry_fetches_once),
         T(test_D3_range_conditionals_and_head_on_a_hit_get_the_whole_bill),
         T(test_D3_D8_a_head_miss_stores_the_whole_bill),
         T(test_D9_http2_waiters_and_hits_get_their_own_bills),
