@@ -138,6 +138,11 @@ static const char *const module_config =
     "        dss_bill_upstream "
     "https://127.0.0.1:@PORT2@/files/$dss_bill_id.pdf;\n"
     "    }\n"
+    /* a mirror subrequest into a cached location */
+    "    location /mir/ {\n"
+    "        mirror /ch/download/300000-mirror;\n"
+    "        return 204;\n"
+    "    }\n"
     /* the archive says 404: error_page sends the request to another
      * cached location */
     "    location /ep/ {\n"
@@ -326,7 +331,9 @@ static int find_key(const char *dir, const char *prefix, char *path,
             found = find_key(p, prefix, path, path_cap, rest, rest_cap);
             continue;
         }
-        if (!S_ISREG(st.st_mode)) {
+        /* an entry's name is its key's md5 in hex; a temporary file
+         * (a number, in the top folder) is not an entry yet */
+        if (!S_ISREG(st.st_mode) || strlen(e->d_name) != 32) {
             continue;
         }
         size_t len = 0;
@@ -1037,6 +1044,54 @@ static void test_D9_waiters_that_leave_and_a_reload_during_the_wait(
     expect_bill(target("ch", id), id, "HIT");
 }
 
+/* T5, D9: HTTP/2 clients that give up (their streams reset) while they
+ * wait for another request's fetch, and mirror subrequests waiting for it
+ * too: the others get the bill, nothing stalls, leaks or alerts. */
+static void test_D9_http2_resets_and_mirror_subrequests_while_waiting(
+    void **state) {
+    (void)state;
+    const char *id = "300000-mirror";
+    start_nginx();
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 1);
+    enum { N = 9 };
+    job jobs[N];
+    memset(jobs, 0, sizeof(jobs));
+    start_job(&jobs[0], target("ch", id), 0, 0);
+    await_parked(1, 1);
+    /* 5, 6: HTTP/2 clients that wait; 7, 8: mirror subrequests */
+    for (int i = 5; i < N; i++) {
+        start_job(&jobs[i], i <= 6 ? target("ch", id) : "/mir/download/x",
+                  i <= 6, 0);
+    }
+    await_parked(3, 1);
+    /* 1..4: HTTP/2 clients that give up after 3 s of waiting */
+    for (int i = 1; i <= 4; i++) {
+        start_job(&jobs[i], target("ch", id), 1, 3000);
+    }
+    await_parked(7, 1);
+    for (int i = 1; i <= 4; i++) {
+        pthread_join(jobs[i].thread, NULL);
+        assert_int_equal(jobs[i].curl_code, CURLE_OPERATION_TIMEDOUT);
+        free(jobs[i].body);
+    }
+    fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
+    for (int i = 0; i < N; i++) {
+        if (i >= 1 && i <= 4) {
+            continue;
+        }
+        pthread_join(jobs[i].thread, NULL);
+        if (i >= 7) {
+            assert_int_equal(jobs[i].status, 204);
+        } else {
+            assert_int_equal(jobs[i].status, 200);
+            assert_bytes(jobs[i].body, jobs[i].len, id, "waiter");
+        }
+        free(jobs[i].body);
+    }
+    expect_bill(target("ch", id), id, "HIT");
+    assert_int_equal(asked("/gh/300000-mirror"), 1);
+}
+
 /* D5, D9: the archive's 404 in a cached location, error_page to another
  * cached location (an internal redirect drops r->cache): the other
  * location's bill, first fetched, then from the cache, also while the
@@ -1071,6 +1126,7 @@ int main(void) {
         T(test_D8_cache_file_replaced_by_fifo_directory_or_symlink),
         T(test_D9_waiters_that_leave_and_a_reload_during_the_wait),
         T(test_D9_error_page_from_one_cached_location_to_another),
+        T(test_D9_http2_resets_and_mirror_subrequests_while_waiting),
     };
 #undef T
     const char *filter = getenv("DSS_TEST_FILTER");
