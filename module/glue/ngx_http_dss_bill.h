@@ -165,6 +165,8 @@ typedef struct {
     ngx_str_t                     url;           /* the archive's, resolved,
                                                     NUL-terminated */
     ngx_uint_t                    cache_status;  /* NGX_HTTP_DSS_BILL_CACHE_* */
+    unsigned                      cache_retried:1;  /* an unusable file was
+                                                       removed once */
 
     /* what the request ended as ($dss_bill_outcome..., the counters) */
     dss_bill_outcome              outcome;

@@ -40,6 +40,8 @@
 #define NGX_HTTP_DSS_BILL_CACHE_ALIGN        4096
 
 
+static ngx_int_t ngx_http_dss_bill_cache_setup(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx);
 static ngx_int_t ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx);
 static void ngx_http_dss_bill_cache_wake(ngx_http_request_t *r);
@@ -65,9 +67,8 @@ ngx_int_t
 ngx_http_dss_bill_archive(ngx_http_request_t *r,
     ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx)
 {
-    ngx_int_t          rc;
-    ngx_str_t          url, *key;
-    ngx_http_cache_t  *c;
+    ngx_int_t  rc;
+    ngx_str_t  url;
 
     if (ngx_http_complex_value(r, dlcf->upstream, &url) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -95,30 +96,56 @@ ngx_http_dss_bill_archive(ngx_http_request_t *r,
         return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
     }
 
-    if (ngx_http_file_cache_new(r) != NGX_OK) {
+    if (ngx_http_dss_bill_cache_setup(r, dlcf, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_dss_bill_cache_lookup(r, dlcf, ctx);
+
+    if (rc == NGX_BUSY) {
+        /* nginx's cache calls r->write_event_handler when it is our turn */
+        r->main->count++;
+        r->write_event_handler = ngx_http_dss_bill_cache_wake;
+
+        return NGX_DONE;
+    }
+
+    return rc;
+}
+
+
+/* The request's entry of the location's cache: key, layout, lock. */
+
+static ngx_int_t
+ngx_http_dss_bill_cache_setup(ngx_http_request_t *r,
+    ngx_http_dss_bill_loc_conf_t *dlcf, ngx_http_dss_bill_ctx_t *ctx)
+{
+    ngx_str_t         *key;
+    ngx_http_cache_t  *c;
+
+    if (ngx_http_file_cache_new(r) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     c = r->cache;
 
-    /* the key: the whole resolved URL, so two archives never share bills */
+    /* the key: who fetches how (fixed length), then the whole resolved URL,
+     * so two archives or two clients never share bills */
 
     key = ngx_array_push(&c->keys);
     if (key == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    *key = dlcf->cache_identity;
+
+    key = ngx_array_push(&c->keys);
+    if (key == NULL) {
+        return NGX_ERROR;
     }
 
     key->data = ctx->url.data;
     key->len = ctx->url.len;
-
-    if (dlcf->cache_identity.len) {
-        key = ngx_array_push(&c->keys);
-        if (key == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *key = dlcf->cache_identity;
-    }
 
     c->file_cache = dlcf->cache->data;
 
@@ -134,17 +161,7 @@ ngx_http_dss_bill_archive(ngx_http_request_t *r,
                       + NGX_HTTP_DSS_BILL_CACHE_LOCK_SLACK / 2;
     c->lock_age = dlcf->upstream_timeout + NGX_HTTP_DSS_BILL_CACHE_LOCK_SLACK;
 
-    rc = ngx_http_dss_bill_cache_lookup(r, dlcf, ctx);
-
-    if (rc == NGX_BUSY) {
-        /* nginx's cache calls r->write_event_handler when it is our turn */
-        r->main->count++;
-        r->write_event_handler = ngx_http_dss_bill_cache_wake;
-
-        return NGX_DONE;
-    }
-
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -180,6 +197,7 @@ ngx_http_dss_bill_cache_lookup(ngx_http_request_t *r,
         return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
 
     case NGX_HTTP_CACHE_SCARCE:      /* that fetch outlasted our wait */
+        ngx_http_dss_bill_cache_missed(r, ctx);
         return ngx_http_dss_bill_fail(r, DSS_BILL_UPSTREAM_TIMEOUT,
                                       &ctx->bill_id, "url", &ctx->url,
                                       "waiting for another request's fetch "
@@ -301,8 +319,25 @@ unusable:
                   c->file.name.data, reason, &ctx->bill_id);
 
     ngx_http_dss_bill_cache_remove(r, c);
-
     ngx_http_dss_bill_count_cache(r, DSS_BILL_CACHE_UNUSABLE);
+
+    if (!ctx->cache_retried) {
+        /*
+         * once more through the keys zone, now that the file is gone: one
+         * request of a crowd fetches, the others wait for it (an open-file
+         * cache may still hand out the removed file: the second time, the
+         * request fetches past the lock)
+         */
+        ctx->cache_retried = 1;
+        ngx_http_file_cache_free(c, NULL);
+
+        if (ngx_http_dss_bill_cache_setup(r, dlcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_dss_bill_cache_lookup(r, dlcf, ctx);
+    }
+
     ngx_http_dss_bill_cache_missed(r, ctx);
 
     return ngx_http_dss_bill_upstream_fetch(r, dlcf, ctx);
@@ -573,81 +608,85 @@ ngx_http_dss_bill_cache_merge(ngx_conf_t *cf,
 
 
 /*
- * The key's second part: locations that reach the same URL as different
- * clients (another API key, Basic auth user or client certificate: an
- * archive may answer each tenant with its own bill) never share entries
- * (a digest, so that no credential is written into a cache file), nor do
- * locations that check bills less strictly.
+ * The key's first part, fixed-length so that no URL can imitate it: a
+ * digest of everything besides the URL that decides which bytes a location
+ * fetches and accepts. Locations that reach the same URL as different
+ * clients (API key, Basic auth user, client certificate, object-store key:
+ * an archive may answer each tenant with its own bill), that trust the
+ * archive's certificate differently, or that check bills differently
+ * (dss_bill_pdf_check, dss_bill_max_size) never share entries, nor the
+ * failures kept for waiters. A digest: no credential goes into a file.
  */
+
+static void
+ngx_http_dss_bill_md5_part(ngx_md5_t *md5, const void *data, size_t len)
+{
+    /* each part with its length: "ab" + "c" differs from "a" + "bc" */
+    ngx_md5_update(md5, &len, sizeof(len));
+    ngx_md5_update(md5, data, len);
+}
+
 
 static ngx_int_t
 ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
     ngx_http_dss_bill_loc_conf_t *conf)
 {
-    u_char      digest[16], *p, *last;
-    size_t      len;
-    ngx_str_t  *header;
-    ngx_uint_t  i;
-    ngx_md5_t   md5;
-
-    if (conf->pdf_check == DSS_BILL_PDF_CHECK_SIGNATURE) {
-        /* entries a stricter location would refuse (and fetch again) */
-        ngx_str_set(&conf->cache_identity, " pdf_check=signature");
-    }
-
-    if (conf->upstream_basic_auth.len == 0 && conf->upstream_headers == NULL
-        && conf->upstream_ssl_certificate.path.len == 0
-        && conf->upstream_options.s3 == NULL)
-    {
-        return NGX_OK;
-    }
+    u_char                     digest[16], *p;
+    ngx_str_t                 *header;
+    ngx_uint_t                 i, n;
+    ngx_md5_t                  md5;
+    const dss_bill_s3_options *s3;
 
     ngx_md5_init(&md5);
 
-    /* each part with its NUL: "ab" + "c" differs from "a" + "bc" */
+    ngx_http_dss_bill_md5_part(&md5, "dss_bill cache key 1",
+                               sizeof("dss_bill cache key 1") - 1);
+    ngx_http_dss_bill_md5_part(&md5, conf->upstream_basic_auth.data,
+                               conf->upstream_basic_auth.len);
 
-    ngx_md5_update(&md5, conf->upstream_basic_auth.data,
-                   conf->upstream_basic_auth.len);
-    ngx_md5_update(&md5, "", 1);
+    n = conf->upstream_headers ? conf->upstream_headers->nelts : 0;
+    ngx_http_dss_bill_md5_part(&md5, &n, sizeof(n));
 
-    if (conf->upstream_headers) {
+    if (n) {
         header = conf->upstream_headers->elts;
 
-        for (i = 0; i < conf->upstream_headers->nelts; i++) {
-            ngx_md5_update(&md5, header[i].data, header[i].len);
-            ngx_md5_update(&md5, "", 1);
+        for (i = 0; i < n; i++) {
+            ngx_http_dss_bill_md5_part(&md5, header[i].data, header[i].len);
         }
     }
 
-    ngx_md5_update(&md5, "", 1);
-    ngx_md5_update(&md5, conf->upstream_ssl_certificate.path.data,
-                   conf->upstream_ssl_certificate.path.len);
+    ngx_http_dss_bill_md5_part(&md5, conf->upstream_ssl_certificate.path.data,
+                               conf->upstream_ssl_certificate.path.len);
+    ngx_http_dss_bill_md5_part(&md5,
+                               conf->upstream_ssl_trusted_certificate.path.data,
+                               conf->upstream_ssl_trusted_certificate.path.len);
+    ngx_http_dss_bill_md5_part(&md5, &conf->upstream_ssl_verify,
+                               sizeof(conf->upstream_ssl_verify));
+    ngx_http_dss_bill_md5_part(&md5, &conf->upstream_redirects,
+                               sizeof(conf->upstream_redirects));
+    ngx_http_dss_bill_md5_part(&md5, &conf->pdf_check, sizeof(conf->pdf_check));
+    ngx_http_dss_bill_md5_part(&md5, &conf->max_size, sizeof(conf->max_size));
 
     /* an object store's key: who asks (the key id), not its secret */
-    if (conf->upstream_options.s3) {
-        ngx_md5_update(&md5, "", 1);
-        ngx_md5_update(&md5, conf->upstream_options.s3->access_key_id,
-                       ngx_strlen(conf->upstream_options.s3->access_key_id));
+
+    s3 = conf->upstream_options.s3;
+
+    if (s3) {
+        ngx_http_dss_bill_md5_part(&md5, s3->access_key_id,
+                                   ngx_strlen(s3->access_key_id));
     }
 
     ngx_md5_final(digest, &md5);
 
-    len = sizeof(" client=") - 1 + 2 * sizeof(digest)
-          + conf->cache_identity.len;
-
-    p = ngx_pnalloc(cf->pool, len);
+    p = ngx_pnalloc(cf->pool, 2 * sizeof(digest) + 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    last = ngx_cpymem(p, " client=", sizeof(" client=") - 1);
-    last = ngx_hex_dump(last, digest, sizeof(digest));
-    if (conf->cache_identity.len) {
-        ngx_memcpy(last, conf->cache_identity.data, conf->cache_identity.len);
-    }
-
     conf->cache_identity.data = p;
-    conf->cache_identity.len = len;
+    p = ngx_hex_dump(p, digest, sizeof(digest));
+    *p++ = ' ';
+    conf->cache_identity.len = p - conf->cache_identity.data;
 
     return NGX_OK;
 }

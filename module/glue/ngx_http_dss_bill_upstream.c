@@ -158,7 +158,6 @@ static ngx_int_t
 ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     ngx_http_dss_bill_fetch_ctx_t *ctx, dss_bill_outcome outcome)
 {
-    ngx_int_t       rc;
     ngx_buf_t      *b;
     dss_bill_body   body;
 
@@ -200,17 +199,11 @@ ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
         b->memory = 1;
     }
 
-    rc = ngx_http_dss_bill_send(r, &ctx->id, b, body.size);
-
-    /*
-     * the bill goes into the cache after its first bytes went out: the
-     * client does not wait for the disk (the body stays untouched until
-     * the request's pool goes, whatever the client does)
-     */
+    /* into the cache first: once a client has the bill, so has the cache */
 
     ngx_http_dss_bill_cache_store(r, &body);
 
-    return rc;
+    return ngx_http_dss_bill_send(r, &ctx->id, b, body.size);
 }
 
 

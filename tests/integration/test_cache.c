@@ -382,7 +382,7 @@ static int requests_in_progress(void) {
  */
 
 typedef struct {
-    const char *needle; /* "\nKEY: <url>\n", or NULL */
+    const char *needle; /* " <url>\n" (the key's end), or NULL */
     size_t needle_len;
     int matches;        /* files holding the needle */
     char path[PATH_MAX]; /* the last of them */
@@ -461,7 +461,8 @@ static cache_scan scan(const char *rel, const char *url) {
     memset(&s, 0, sizeof(s));
     s.owner = workers_uid();
     if (url) {
-        snprintf(needle, sizeof(needle), "\nKEY: %s\n", url);
+        /* the key: 32 hex digits of who fetches how, a space, the URL */
+        snprintf(needle, sizeof(needle), " %s\n", url);
         s.needle = needle;
         s.needle_len = strlen(needle);
     }
