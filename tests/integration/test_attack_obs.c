@@ -135,7 +135,17 @@ static void *evil_serve(void *arg) {
         evil.requests++;
         pthread_mutex_unlock(&evil.lock);
 
-        if (strstr(head, "/bills/hugeclose")) {
+        if (strstr(head, "/bills/stall")) {
+            /* no answer until the module hangs up (bounded: 10 s) */
+            char sink[256];
+            struct pollfd q = {.fd = c, .events = POLLIN};
+            long long until = dss_now_ms() + 10000;
+            while (!evil.stopping && dss_now_ms() < until) {
+                if (poll(&q, 1, 50) > 0 && recv(c, sink, sizeof(sink), 0) <= 0) {
+                    break;
+                }
+            }
+        } else if (strstr(head, "/bills/hugeclose")) {
             answer_huge(c, 0);
         } else if (strstr(head, "/bills/huge")) {
             answer_huge(c, 1);
@@ -677,6 +687,76 @@ static void test_D6_large_s3_error_answer_is_not_a_too_large_bill(
     }
 }
 
+#define IN_FLIGHT "dss_bill_archive_fetches_in_flight"
+#define CLIENT_GONE "dss_bill_requests_total{route=\"download\"," \
+                    "status=\"499\",outcome=\"client_gone\"}"
+#define FETCH_COUNT "dss_bill_archive_fetch_duration_seconds_count"
+
+/* T5: a client that leaves while its archive fetch runs is one
+ * client_gone, the in-flight gauge comes back to 0, and the cancelled fetch
+ * is not observed in the histogram. */
+static void test_T5_client_gone_mid_fetch_counted_once(void **state) {
+    (void)state;
+    char *before = scrape();
+    long long gone = series(before, CLIENT_GONE);
+    long long fetches = series(before, FETCH_COUNT);
+    assert_int_equal(series(before, IN_FLIGHT), 0);
+    free(before);
+    assert_true(gone >= 0 && fetches >= 0);
+
+    int seen = evil.requests;
+    dss_request_options quick = {.timeout_ms = 700};
+    dss_response r = dss_request(&nginx, "/s3/download/stall1", &quick);
+    assert_int_not_equal(r.curl_code, 0); /* the client gave up */
+    dss_response_free(&r);
+    assert_true(evil.requests > seen); /* the fetch had started */
+
+    assert_int_equal(await_series(IN_FLIGHT, 0), 0);
+    assert_int_equal(await_series(CLIENT_GONE, gone + 1), gone + 1);
+    char *after = scrape();
+    assert_int_equal(series(after, FETCH_COUNT), fetches);
+    free(after);
+}
+
+/* T3: a location name that is not UTF-8 (a config file saved as Latin-1:
+ * "location /factures/r\xe9sum\xe9/") must not make the whole exposition
+ * invalid: Prometheus refuses the entire scrape when one label value is not
+ * UTF-8 (promtool: "invalid label value"), so one such location would blind
+ * the monitoring of every counter. */
+static void test_T3_non_utf8_location_keeps_the_scrape_valid(void **state) {
+    (void)state;
+    static dss_nginx latin;
+    assert_int_equal(dss_nginx_prepare(&latin), 0);
+    mkdir(dss_path(&latin, "bills"), 0755);
+    static const char conf[] =
+        "server {\n"
+        "    listen 127.0.0.1:@PORT@;\n"
+        "    location /factures/r\xe9sum\xe9/ {\n"
+        "        dss_bill;\n"
+        "        dss_bill_root @PREFIX@/bills;\n"
+        "    }\n"
+        "    location /metrics {\n"
+        "        dss_bill_metrics;\n"
+        "    }\n"
+        "}\n";
+    int started = dss_nginx_start(&latin, conf);
+    char *text = NULL;
+    if (started == 0) {
+        dss_request_options o = {.plain_http = 1};
+        dss_response r = dss_request(&latin, "/metrics", &o);
+        if (r.status == 200 && r.body) {
+            text = strndup(r.body, r.body_len);
+        }
+        dss_response_free(&r);
+    }
+    dss_nginx_cleanup(&latin);
+    assert_int_equal(started, 0);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "dss_bill_source_up{location=\"/factures/r"));
+    promtool_check(text, "latin1.txt");
+    free(text);
+}
+
 /* D9: the session token and the secret never reach a log, at any level
  * (Debian's nginx is built --with-debug, and error_log ... debug is one
  * line away for an operator chasing a problem), not even when the store
@@ -722,6 +802,8 @@ int main(void) {
         cmocka_unit_test(test_D6_hostile_s3_error_bodies),
         cmocka_unit_test(test_D6_large_s3_error_answer_is_not_a_too_large_bill),
         cmocka_unit_test(test_D9_no_secret_in_any_log_even_at_debug),
+        cmocka_unit_test(test_T5_client_gone_mid_fetch_counted_once),
+        cmocka_unit_test(test_T3_non_utf8_location_keeps_the_scrape_valid),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
