@@ -286,6 +286,94 @@ static void test_D9_key_cache_keeps_locations_apart(void **state) {
     shared_pool = NULL;
 }
 
+/* How many header lines of the request head are named name. */
+static int header_lines(const char *request, const char *name) {
+    int n = 0;
+    char key[80];
+    snprintf(key, sizeof(key), "\r\n%s:", name);
+    for (const char *p = request; (p = strcasestr(p, key)) != NULL; p++) {
+        n++;
+    }
+    return n;
+}
+
+/* dss_bill_upstream_header accepts any name and value (nginx -t checks
+ * only ':', ' ', CR, LF). With dss_bill_upstream_s3, each header it adds is
+ * signed: what is signed must be what libcurl sends, one line per signed
+ * name, else every request of the location is SignatureDoesNotMatch (or
+ * carries two Host or two Authorization lines). Cases an operator writes:
+ * a Host copied from a proxy_set_header habit, an empty value, an
+ * Authorization or x-amz-content-sha256 of their own. */
+static void test_D9_configured_headers_are_sent_as_signed(void **state) {
+    (void)state;
+    static const dss_bill_s3_options s3 = {
+        .region = "us-east-1", .service = "s3", .access_key_id = "AKIDEDGE",
+        .secret_access_key = EDGE_SECRET};
+    static const char *const cases[][3] = {
+        {"Host: bills.s3.us-east-1.amazonaws.com", NULL, "host"},
+        {"X-Empty: ", NULL, "x-empty"},
+        {"Authorization: Bearer x", NULL, "authorization"},
+        {"x-amz-content-sha256: UNSIGNED-PAYLOAD", NULL,
+         "x-amz-content-sha256"},
+    };
+    char failures[2048] = "";
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *headers[] = {"x-amz-date: 20261231T235959Z", cases[i][0],
+                                 NULL};
+        dss_bill_upstream_options o = {
+            .connect_timeout_ms = 5000, .timeout_ms = 8000,
+            .max_size = 1 << 20, .buffer_size = 1024, .temp_dir = "/tmp",
+            .headers = headers, .s3 = &s3};
+        char request[8192], detail[512], auth[512];
+        exchange(&o, "http://127.0.0.1:9000/bills/1.pdf", "127.0.0.1:9000",
+                 not_found, request, sizeof(request), detail, sizeof(detail));
+        const char *name = cases[i][2];
+        int lines = header_lines(request, name);
+        int auths = header_lines(request, "Authorization");
+        if (header_value(request, "Authorization", auth, sizeof(auth)) ==
+            NULL) {
+            auth[0] = '\0';
+        }
+        /* a name signed but absent, or sent twice, or two Authorizations */
+        char signed_names[256] = "";
+        const char *sh = strstr(auth, "SignedHeaders=");
+        if (sh) {
+            snprintf(signed_names, sizeof(signed_names), "%.*s",
+                     (int)strcspn(sh + 14, ","), sh + 14);
+        }
+        char want[64];
+        snprintf(want, sizeof(want), "%s", name);
+        int is_signed = strstr(signed_names, want) != NULL;
+        /* the one Host sent: the signature must be the one for it */
+        int host_mismatch = 0;
+        char host[256], url[400], expect[512];
+        static const char *const date_only[] = {
+            "x-amz-date: 20261231T235959Z", NULL};
+        if (strcmp(name, "host") == 0 && lines == 1 &&
+            header_value(request, "Host", host, sizeof(host))) {
+            snprintf(url, sizeof(url), "http://%s/bills/1.pdf", host);
+            host_mismatch =
+                dss_bill_s3_authorization(&s3, url, "20261231T235959Z",
+                                          date_only, expect,
+                                          sizeof(expect)) == 0 ||
+                strcmp(expect, auth) != 0;
+        }
+        if (auths != 1 || (is_signed && lines != 1) || host_mismatch) {
+            size_t used = strlen(failures);
+            snprintf(failures + used, sizeof(failures) - used,
+                     "\n  \"%s\": %d %s line(s) sent, %d Authorization, "
+                     "SignedHeaders=%s%s",
+                     cases[i][0], lines, name, auths, signed_names,
+                     host_mismatch ? " (signed for another Host value than "
+                                     "the one sent)"
+                                   : "");
+        }
+    }
+    if (failures[0]) {
+        fail_msg("configured headers break what is signed:%s", failures);
+    }
+}
+
 /* ---- the shared-credentials file ------------------------------------------ */
 
 static int parse(const char *text, size_t len, const char *profile,
@@ -487,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_D9_edge_keys_encoded_and_signed_like_botocore),
         cmocka_unit_test(test_D9_header_whitespace_and_new_year_like_botocore),
         cmocka_unit_test(test_D9_key_cache_keeps_locations_apart),
+        cmocka_unit_test(test_D9_configured_headers_are_sent_as_signed),
         cmocka_unit_test(test_D9_credentials_edge_files_that_parse),
         cmocka_unit_test(test_D9_credentials_damaged_files_refused_quietly),
         cmocka_unit_test(test_D9_credentials_duplicate_key_is_refused),
