@@ -792,6 +792,93 @@ static void test_D9_no_secret_in_any_log_even_at_debug(void **state) {
     free(debug);
 }
 
+/* D9 at nginx -t: the credentials file through a symlink (the target's
+ * mode counts), a directory, a file over 64k, a byte-order mark; each
+ * refusal names the reason and never the secret. And headers that can
+ * never be signed as sent (a Host of the operator's, next to the one the
+ * signer adds) must be refused with dss_bill_upstream_s3, not accepted
+ * into a location whose every fetch is SignatureDoesNotMatch. */
+static void test_D9_credentials_and_headers_at_nginx_t(void **state) {
+    (void)state;
+    static dss_nginx t;
+    assert_int_equal(dss_nginx_prepare(&t), 0);
+    mkdir(dss_path(&t, "aws"), 0755);
+    dss_write_file(dss_path(&t, "aws/open"), credentials, strlen(credentials));
+    chmod(dss_path(&t, "aws/open"), 0644);
+    dss_write_file(dss_path(&t, "aws/ok"), credentials, strlen(credentials));
+    chmod(dss_path(&t, "aws/ok"), 0600);
+    assert_int_equal(symlink(dss_path(&t, "aws/open"),
+                             dss_path(&t, "aws/link-open")), 0);
+    assert_int_equal(symlink(dss_path(&t, "aws/ok"),
+                             dss_path(&t, "aws/link-ok")), 0);
+    mkdir(dss_path(&t, "aws/dir"), 0700);
+    size_t big_len = 65 * 1024 + 1;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    memset(big, '#', big_len);
+    big[big_len - 1] = '\n';
+    dss_write_file(dss_path(&t, "aws/big"), big, big_len);
+    chmod(dss_path(&t, "aws/big"), 0600);
+    free(big);
+    static const char bom[] = "\xef\xbb\xbf[session]\n"
+                              "aws_access_key_id = " ACCESS_KEY "\n"
+                              "aws_secret_access_key = " SECRET "\n";
+    dss_write_file(dss_path(&t, "aws/bom"), bom, strlen(bom));
+    chmod(dss_path(&t, "aws/bom"), 0600);
+
+    static const struct {
+        const char *file, *extra;
+        int ok;
+        const char *reason;
+    } cases[] = {
+        {"link-open", "", 0, "(mode 0644)"},
+        {"link-ok", "", 1, NULL},
+        {"dir", "", 0, "not a regular file"},
+        {"big", "", 0, "larger than 64k"},
+        {"bom", "", 0, "line 1"},
+        {"ok", "", 1, NULL},
+        {"ok", "        dss_bill_upstream_header Host "
+               "bills.s3.us-east-1.amazonaws.com;\n", 0, "Host"},
+    };
+    char failures[4096] = "";
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *config = NULL;
+        assert_true(asprintf(&config,
+                             "server {\n"
+                             "    listen 127.0.0.1:@PORT@;\n"
+                             "    location /b/ {\n"
+                             "        dss_bill;\n"
+                             "        dss_bill_upstream "
+                             "http://127.0.0.1:9/bills/$dss_bill_id.pdf;\n"
+                             "        dss_bill_upstream_s3 region=us-east-1;\n"
+                             "        dss_bill_upstream_s3_credentials "
+                             "@PREFIX@/aws/%s profile=session;\n"
+                             "%s"
+                             "    }\n"
+                             "}\n",
+                             cases[i].file, cases[i].extra) > 0);
+        static char out[16384];
+        int status = dss_nginx_test_config(&t, config, out, sizeof(out));
+        free(config);
+        assert_null(strstr(out, "atTackObs"));
+        assert_null(strstr(out, "IQoJattack"));
+        int good = cases[i].ok ? status == 0
+                               : status != 0 &&
+                                     strstr(out, cases[i].reason) != NULL;
+        if (!good) {
+            size_t used = strlen(failures);
+            snprintf(failures + used, sizeof(failures) - used,
+                     "\n  %s%s: nginx -t status %d: %.200s", cases[i].file,
+                     cases[i].extra[0] ? " with a Host header" : "", status,
+                     out);
+        }
+    }
+    dss_nginx_cleanup(&t);
+    if (failures[0]) {
+        fail_msg("nginx -t:%s", failures);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_D5_error_page_404_is_still_counted),
@@ -804,6 +891,7 @@ int main(void) {
         cmocka_unit_test(test_D9_no_secret_in_any_log_even_at_debug),
         cmocka_unit_test(test_T5_client_gone_mid_fetch_counted_once),
         cmocka_unit_test(test_T3_non_utf8_location_keeps_the_scrape_valid),
+        cmocka_unit_test(test_D9_credentials_and_headers_at_nginx_t),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
