@@ -135,7 +135,20 @@ static void *evil_serve(void *arg) {
         evil.requests++;
         pthread_mutex_unlock(&evil.lock);
 
-        if (strstr(head, "/bills/stall")) {
+        if (strstr(head, "/plain/bigmissing")) {
+            /* a document system's verbose 404 page (a stack trace...) */
+            static char page[40000];
+            memset(page, 'x', sizeof(page));
+            memcpy(page, "<html>", 6);
+            char h[256];
+            int n = snprintf(h, sizeof(h),
+                             "HTTP/1.1 404 Not Found\r\nContent-Type: "
+                             "text/html\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n",
+                             sizeof(page));
+            send_text(c, h, (size_t)n);
+            send_text(c, page, sizeof(page));
+        } else if (strstr(head, "/bills/stall")) {
             /* no answer until the module hangs up (bounded: 10 s) */
             char sink[256];
             struct pollfd q = {.fd = c, .events = POLLIN};
@@ -284,6 +297,12 @@ static const char *const config =
     "    }\n"
     "    location /metrics {\n"
     "        dss_bill_metrics;\n"
+    "    }\n"
+    "    location /plain/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/plain/$dss_bill_id;\n"
+    "        dss_bill_max_size 20k;\n"
+    "        dss_bill_upstream_health_url off;\n"
     "    }\n"
     "    location /s3/ {\n"
     "        dss_bill;\n"
@@ -757,6 +776,24 @@ static void test_T3_non_utf8_location_keeps_the_scrape_valid(void **state) {
     free(text);
 }
 
+/* D5: a bill the archive does not have is a 404, whatever the size of the
+ * archive's 404 page: the page is not a bill, so dss_bill_max_size (a
+ * bill's limit) has nothing to say about it. */
+static void test_D5_missing_bill_with_a_large_404_page_is_404(void **state) {
+    (void)state;
+    dss_response r = dss_get(&nginx, "/plain/download/bigmissing1");
+    long status = r.status;
+    dss_response_free(&r);
+    if (status != 404) {
+        fail_msg("a missing bill whose archive 404 page (40000 bytes, "
+                 "announced) exceeds dss_bill_max_size 20k answered %ld, "
+                 "outcome in the error log: %d line(s) \"exceeds "
+                 "dss_bill_max_size\"",
+                 status,
+                 dss_error_log_count(&nginx, "exceeds dss_bill_max_size"));
+    }
+}
+
 /* D9: the session token and the secret never reach a log, at any level
  * (Debian's nginx is built --with-debug, and error_log ... debug is one
  * line away for an operator chasing a problem), not even when the store
@@ -888,6 +925,7 @@ int main(void) {
         cmocka_unit_test(test_T3_every_series_is_unique),
         cmocka_unit_test(test_D6_hostile_s3_error_bodies),
         cmocka_unit_test(test_D6_large_s3_error_answer_is_not_a_too_large_bill),
+        cmocka_unit_test(test_D5_missing_bill_with_a_large_404_page_is_404),
         cmocka_unit_test(test_D9_no_secret_in_any_log_even_at_debug),
         cmocka_unit_test(test_T5_client_gone_mid_fetch_counted_once),
         cmocka_unit_test(test_T3_non_utf8_location_keeps_the_scrape_valid),
