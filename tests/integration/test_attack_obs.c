@@ -874,6 +874,10 @@ static void test_D9_credentials_and_headers_at_nginx_t(void **state) {
         {"big", "", 0, "larger than 64k"},
         {"bom", "", 0, "line 1"},
         {"ok", "", 1, NULL},
+        /* reachable: a probe with a query is accepted (its signature is
+         * test_H3_probe_query_is_canonicalised_like_botocore's matter) */
+        {"ok", "        dss_bill_upstream_health_url "
+               "http://127.0.0.1:9/bills?prefix=b&max-keys=0;\n", 1, NULL},
         {"ok", "        dss_bill_upstream_header Host "
                "bills.s3.us-east-1.amazonaws.com;\n", 0, "Host"},
     };
@@ -906,7 +910,7 @@ static void test_D9_credentials_and_headers_at_nginx_t(void **state) {
             size_t used = strlen(failures);
             snprintf(failures + used, sizeof(failures) - used,
                      "\n  %s%s: nginx -t status %d: %.200s", cases[i].file,
-                     cases[i].extra[0] ? " with a Host header" : "", status,
+                     cases[i].extra[0] ? " with extra lines" : "", status,
                      out);
         }
     }

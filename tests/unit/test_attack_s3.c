@@ -286,6 +286,33 @@ static void test_D9_key_cache_keeps_locations_apart(void **state) {
     shared_pool = NULL;
 }
 
+/* H3: a dss_bill_upstream_health_url with a query (a listing limited to
+ * the prefix an IAM condition on s3:prefix allows, e.g.
+ * "?prefix=bills&max-keys=0") is signed with its query as SigV4 wants it:
+ * parameters sorted by name. Signed raw, S3 answers SignatureDoesNotMatch
+ * to every probe and the health check is 503 for good. */
+static void test_H3_probe_query_is_canonicalised_like_botocore(void **state) {
+    (void)state;
+    static const dss_bill_s3_options s3 = {
+        .region = "eu-west-1", .service = "s3", .access_key_id = "AKIDEDGE",
+        .secret_access_key = EDGE_SECRET};
+    const char *url = "https://dss-bills.s3.eu-west-1.amazonaws.com/"
+                      "?prefix=bills&max-keys=0";
+    char encoded[512], auth[512];
+    assert_int_not_equal(
+        dss_bill_s3_encode_url(url, strlen(url), encoded, sizeof(encoded)), 0);
+    assert_int_not_equal(dss_bill_s3_authorization(&s3, encoded,
+                                                   "20261231T235959Z", NULL,
+                                                   auth, sizeof(auth)),
+                         0);
+    /* botocore: the same signature as for "?max-keys=0&prefix=bills" */
+    assert_string_equal(
+        auth, "AWS4-HMAC-SHA256 Credential=AKIDEDGE/20261231/eu-west-1/s3/"
+              "aws4_request, SignedHeaders=host;x-amz-content-sha256;"
+              "x-amz-date, Signature="
+              "54354c09b4e384cfe6606701f8f5b1394331a98529cd6bc871514bc15eb34b2c");
+}
+
 /* How many header lines of the request head are named name. */
 static int header_lines(const char *request, const char *name) {
     int n = 0;
@@ -576,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_D9_header_whitespace_and_new_year_like_botocore),
         cmocka_unit_test(test_D9_key_cache_keeps_locations_apart),
         cmocka_unit_test(test_D9_configured_headers_are_sent_as_signed),
+        cmocka_unit_test(test_H3_probe_query_is_canonicalised_like_botocore),
         cmocka_unit_test(test_D9_credentials_edge_files_that_parse),
         cmocka_unit_test(test_D9_credentials_damaged_files_refused_quietly),
         cmocka_unit_test(test_D9_credentials_duplicate_key_is_refused),
