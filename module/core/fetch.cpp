@@ -464,6 +464,17 @@ dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
                       "out of memory while receiving");
         return DSS_BILL_INTERNAL_ERROR;
     }
+    // D5: an answer other than 200 is decided by its status, whatever its
+    // body did (a 404 page larger than dss_bill_max_size, announced or not,
+    // is still the archive saying "not found")
+    if (status != 0 && status != 200 && !fetch->framing.ambiguous()) {
+        if (fetch->options->s3) {
+            return s3_outcome(fetch, status);
+        }
+        std::snprintf(fetch->detail, sizeof(fetch->detail),
+                      "archive answered %ld", status);
+        return outcome_of_status(status);
+    }
     if (fetch->sink.state() == dss_bill::BodySink::State::TooLarge) {
         std::snprintf(fetch->detail, sizeof(fetch->detail),
                       "more than %lld bytes", fetch->sink.size());

@@ -64,6 +64,33 @@ static_assert(std::size(kSourceNames) == DSS_BILL_SOURCE_COUNT,
 constexpr dss_bill_source kExposedSources[] = {
     DSS_BILL_SOURCE_ROOT, DSS_BILL_SOURCE_ARCHIVE, DSS_BILL_SOURCE_CACHE};
 
+// The length of the valid UTF-8 sequence at s (1 for ASCII), or 0 when
+// the byte there does not start one (overlong forms and surrogates count
+// as invalid).
+size_t utf8_sequence(const char *s, size_t n) {
+    const auto *u = reinterpret_cast<const unsigned char *>(s);
+    if (u[0] < 0x80) {
+        return 1;
+    }
+    size_t len = (u[0] >= 0xC2 && u[0] <= 0xDF)   ? 2
+                 : (u[0] >= 0xE0 && u[0] <= 0xEF) ? 3
+                 : (u[0] >= 0xF0 && u[0] <= 0xF4) ? 4
+                                                  : 0;
+    if (len == 0 || len > n) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((u[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    if ((u[0] == 0xE0 && u[1] < 0xA0) || (u[0] == 0xED && u[1] > 0x9F) ||
+        (u[0] == 0xF0 && u[1] < 0x90) || (u[0] == 0xF4 && u[1] > 0x8F)) {
+        return 0;
+    }
+    return len;
+}
+
 constexpr const char *kRouteNames[] = {"download", "health", "other"};
 static_assert(std::size(kRouteNames) == DSS_BILL_METRIC_ROUTE_COUNT,
               "a name for every route");
@@ -112,9 +139,25 @@ class Writer {
                               static_cast<unsigned>(ms % 1000));
         put(buf, static_cast<size_t>(n));
     }
-    // a label value: backslash, double quote and line feed escaped
+    // a label value: backslash, double quote and line feed escaped; a
+    // byte that is not part of valid UTF-8 (a location named in Latin-1)
+    // is written as the text \xNN, since one invalid label value makes
+    // Prometheus refuse the whole scrape
     void label(const char *s, size_t n) {
         for (size_t i = 0; i < n; i++) {
+            size_t seq = utf8_sequence(s + i, n - i);
+            if (seq > 1) {
+                put(&s[i], seq);
+                i += seq - 1;
+                continue;
+            }
+            if (seq == 0) {
+                char hex[8];
+                int len = std::snprintf(hex, sizeof(hex), "\\\\x%02X",
+                                        static_cast<unsigned char>(s[i]));
+                put(hex, static_cast<size_t>(len));
+                continue;
+            }
             switch (s[i]) {
             case '\\':
                 put("\\\\", 2);
@@ -273,18 +316,44 @@ void render_sources(Writer &w, const dss_bill_metrics_snapshot *s) {
     w.family("dss_bill_source_up", "gauge",
              "1 when the health probes find the bill source serving, else "
              "0 (what the health route answers from).");
+    // one series per location name and source: the same name in two
+    // server blocks is one series, up only while every one of them is
+    auto same_name = [](const dss_bill_source_state &a,
+                        const dss_bill_source_state &b) {
+        return a.location_len == b.location_len &&
+               std::memcmp(a.location, b.location, a.location_len) == 0;
+    };
     for (size_t i = 0; i < s->source_count; i++) {
         const dss_bill_source_state &src = s->sources[i];
         for (int archive = 0; archive < 2; archive++) {
-            if (!(archive ? src.has_archive : src.has_root)) {
+            auto has = [archive](const dss_bill_source_state &x) {
+                return archive ? x.has_archive : x.has_root;
+            };
+            auto up = [archive](const dss_bill_source_state &x) {
+                return archive ? x.archive_up : x.root_up;
+            };
+            if (!has(src)) {
                 continue;
+            }
+            bool seen = false;
+            for (size_t j = 0; j < i && !seen; j++) {
+                seen = has(s->sources[j]) && same_name(s->sources[j], src);
+            }
+            if (seen) {
+                continue;
+            }
+            bool all_up = true;
+            for (size_t j = i; j < s->source_count; j++) {
+                if (has(s->sources[j]) && same_name(s->sources[j], src)) {
+                    all_up = all_up && up(s->sources[j]);
+                }
             }
             w.put("dss_bill_source_up{location=\"");
             w.label(src.location, src.location_len);
             w.put("\",source=\"");
             w.put(archive ? "archive" : "root");
             w.put("\"} ");
-            w.put((archive ? src.archive_up : src.root_up) ? "1" : "0");
+            w.put(all_up ? "1" : "0");
             w.put("\n");
         }
     }

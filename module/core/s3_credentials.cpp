@@ -110,6 +110,12 @@ int dss_bill_s3_credentials_parse(const char *text, size_t len,
             return error.set("line ", line_no,
                              ": \"aws_access_key_id\" holds a \"/\"");
         }
+        // as the AWS tools do: a key set twice in a profile is an error,
+        // not "the last one wins"
+        if (slot->data != nullptr) {
+            return error.set("line ", line_no, ": \"", key,
+                             "\" is set twice in profile \"", wanted, "\"");
+        }
         *slot = text_of(value);
     }
 

@@ -113,7 +113,8 @@ struct Header {
 struct Scratch {
     std::vector<Header> headers;
     size_t used = 0;
-    std::string request, signed_names, scope, to_sign;
+    std::string request, signed_names, scope, to_sign, query;
+    std::vector<std::string_view> params;
 
     Header &add() {
         if (used == headers.size()) {
@@ -181,6 +182,39 @@ bool SigningKeys::get(const dss_bill_s3_options &s3, std::string_view date,
     std::memcpy(e.key, k2.data(), 32);
     std::memcpy(key, k2.data(), 32);
     return true;
+}
+
+// SigV4's canonical query: the parameters sorted by name, then value, each
+// "name=value" (an empty value keeps its "="). The URL's own order is what
+// goes on the wire; S3 sorts the same way on its side.
+void canonical_query(std::string_view query, Scratch &x) {
+    x.params.clear();
+    while (!query.empty()) {
+        size_t amp = query.find('&');
+        std::string_view param = query.substr(0, amp);
+        if (!param.empty()) {
+            x.params.push_back(param);
+        }
+        query = amp == query.npos ? std::string_view() : query.substr(amp + 1);
+    }
+    auto name_of = [](std::string_view p) { return p.substr(0, p.find('=')); };
+    auto value_of = [](std::string_view p) {
+        size_t eq = p.find('=');
+        return eq == p.npos ? std::string_view() : p.substr(eq + 1);
+    };
+    std::sort(x.params.begin(), x.params.end(),
+              [&](std::string_view a, std::string_view b) {
+                  return name_of(a) != name_of(b) ? name_of(a) < name_of(b)
+                                                  : value_of(a) < value_of(b);
+              });
+    x.query.clear();
+    for (std::string_view p : x.params) {
+        if (!x.query.empty()) {
+            x.query.push_back('&');
+        }
+        x.query.append(name_of(p)).push_back('=');
+        x.query.append(value_of(p));
+    }
 }
 
 bool s3_sign(const dss_bill_s3_options &s3, SigningKeys *keys,
@@ -255,7 +289,8 @@ bool s3_sign(const dss_bill_s3_options &s3, SigningKeys *keys,
 
     std::string &request = x.request;
     request.assign("GET\n");
-    request.append(path).append("\n").append(query).append("\n");
+    canonical_query(query, x);
+    request.append(path).append("\n").append(x.query).append("\n");
     std::string &signed_names = x.signed_names;
     signed_names.clear();
     for (size_t i = 0; i < x.used; ++i) {

@@ -277,6 +277,7 @@ ngx_int_t ngx_http_dss_bill_set_cache_control(ngx_http_request_t *r,
 ngx_int_t ngx_http_dss_bill_header_filter_init(ngx_conf_t *cf);
 
 /* observability: outcome points, variables, counters, the endpoint */
+ngx_http_dss_bill_ctx_t *ngx_http_dss_bill_ctx(ngx_http_request_t *r);
 ngx_http_dss_bill_ctx_t *ngx_http_dss_bill_begin(ngx_http_request_t *r,
     dss_bill_route_kind route);
 void ngx_http_dss_bill_decided(ngx_http_request_t *r,

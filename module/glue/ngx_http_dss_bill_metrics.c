@@ -52,7 +52,7 @@ ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r)
     ngx_http_dss_bill_ctx_t       *ctx;
     ngx_http_dss_bill_counters_t  *counters;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || ctx->fetching) {
         return;
@@ -84,7 +84,7 @@ ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
     ngx_http_dss_bill_ctx_t       *ctx;
     ngx_http_dss_bill_counters_t  *counters;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || !ctx->fetching) {
         return;
@@ -147,7 +147,7 @@ ngx_http_dss_bill_metrics_log(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL) {
         return NGX_OK;      /* not a dss_bill request */

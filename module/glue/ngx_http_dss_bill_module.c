@@ -367,7 +367,7 @@ ngx_http_dss_bill_id_variable(ngx_http_request_t *r,
 {
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || ctx->bill_id.len == 0) {
         v->not_found = 1;
@@ -398,7 +398,7 @@ ngx_http_dss_bill_cache_status_variable(ngx_http_request_t *r,
     ngx_str_t                *status;
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || ctx->cache_status == NGX_HTTP_DSS_BILL_CACHE_NONE) {
         v->not_found = 1;

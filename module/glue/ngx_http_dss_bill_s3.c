@@ -20,6 +20,8 @@
 
 static ngx_int_t ngx_http_dss_bill_s3_read(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *text);
+static ngx_int_t ngx_http_dss_bill_s3_check_headers(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *conf);
 static u_char *ngx_http_dss_bill_s3_copy(ngx_conf_t *cf, const char *prefix,
     dss_bill_text *value);
 
@@ -219,6 +221,66 @@ ngx_http_dss_bill_upstream_s3_access_denied(ngx_conf_t *cf,
  * bucket.
  */
 
+static ngx_int_t
+ngx_http_dss_bill_s3_check_headers(ngx_conf_t *cf,
+    ngx_http_dss_bill_loc_conf_t *conf)
+{
+    u_char      *colon, *value, *end;
+    size_t       name_len;
+    ngx_str_t   *header;
+    ngx_uint_t   i;
+    const char  *why;
+
+    if (conf->upstream_headers == NULL) {
+        return NGX_OK;
+    }
+
+    header = conf->upstream_headers->elts;
+
+    for (i = 0; i < conf->upstream_headers->nelts; i++) {
+        end = header[i].data + header[i].len;
+        colon = ngx_strlchr(header[i].data, end, ':');
+        name_len = colon ? (size_t) (colon - header[i].data) : header[i].len;
+
+        value = colon ? colon + 1 : end;
+        while (value < end && (*value == ' ' || *value == '\t')) {
+            value++;
+        }
+
+        why = NULL;
+
+        if ((name_len == sizeof("Host") - 1
+             && ngx_strncasecmp(header[i].data, (u_char *) "Host", name_len)
+                == 0)
+            || (name_len == sizeof("Authorization") - 1
+                && ngx_strncasecmp(header[i].data,
+                                   (u_char *) "Authorization", name_len)
+                   == 0)
+            || (name_len >= sizeof("x-amz-") - 1
+                && ngx_strncasecmp(header[i].data, (u_char *) "x-amz-",
+                                   sizeof("x-amz-") - 1)
+                   == 0))
+        {
+            why = "is set by the signature";
+
+        } else if (value == end) {
+            why = "has an empty value, which libcurl does not send";
+        }
+
+        if (why) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"dss_bill_upstream_header %*s\" %s "
+                          "(\"dss_bill_upstream_s3\") in location \"%V\" "
+                          "in %s:%ui", name_len, header[i].data, why,
+                          &conf->location, conf->file, conf->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_dss_bill_s3_merge(ngx_conf_t *cf, ngx_http_dss_bill_loc_conf_t *prev,
     ngx_http_dss_bill_loc_conf_t *conf)
@@ -281,6 +343,13 @@ ngx_http_dss_bill_s3_merge(ngx_conf_t *cf, ngx_http_dss_bill_loc_conf_t *prev,
                       "\"dss_bill_upstream_basic_auth\" exclude each other "
                       "in location \"%V\" in %s:%ui", &conf->location,
                       conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    /* headers the signature owns, or that libcurl would drop or repeat,
+     * would make every signed request fail (SignatureDoesNotMatch) */
+
+    if (ngx_http_dss_bill_s3_check_headers(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -358,7 +427,9 @@ ngx_http_dss_bill_s3_read(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *text)
     file.name = *path;
     file.log = cf->log;
 
-    file.fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    /* non-blocking: a named pipe in its place must not hang nginx -t */
+    file.fd = ngx_open_file(path->data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
+                            NGX_FILE_OPEN, 0);
     if (file.fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            ngx_open_file_n " \"%V\" failed", path);

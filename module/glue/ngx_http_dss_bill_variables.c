@@ -49,11 +49,52 @@ static ngx_http_variable_t  ngx_http_dss_bill_outcome_vars[] = {
 /* ---- the request's outcome, set where the module decides it ------------ */
 
 
+/* Marks the request's context in its pool: an internal redirect
+ * (error_page) wipes module contexts, not the pool's cleanups. */
+
+static void
+ngx_http_dss_bill_ctx_mark(void *data)
+{
+    /* nothing to release: the context lives in the pool */
+}
+
+
+/*
+ * The request's context, also after an internal redirect took the request
+ * elsewhere (an error_page of a dss_bill answer): what it ended as is
+ * still shown in the log and counted once.
+ */
+
+ngx_http_dss_bill_ctx_t *
+ngx_http_dss_bill_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_dss_bill_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_dss_bill_ctx_mark) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* The request's context, created as the content handler starts. */
 
 ngx_http_dss_bill_ctx_t *
 ngx_http_dss_bill_begin(ngx_http_request_t *r, dss_bill_route_kind route)
 {
+    ngx_pool_cleanup_t       *cln;
     ngx_http_dss_bill_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
@@ -63,6 +104,14 @@ ngx_http_dss_bill_begin(ngx_http_request_t *r, dss_bill_route_kind route)
         if (ctx == NULL) {
             return NULL;
         }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_dss_bill_ctx_mark;
+        cln->data = ctx;
 
         ngx_http_set_ctx(r, ctx, ngx_http_dss_bill_module);
     }
@@ -94,7 +143,7 @@ ngx_http_dss_bill_decided(ngx_http_request_t *r, dss_bill_outcome outcome,
 {
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL) {
         return;
@@ -111,7 +160,7 @@ ngx_http_dss_bill_set_source(ngx_http_request_t *r, dss_bill_source source)
 {
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx) {
         ctx->source = source;
@@ -213,7 +262,7 @@ ngx_http_dss_bill_outcome_variable(ngx_http_request_t *r,
 {
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -231,7 +280,7 @@ ngx_http_dss_bill_source_variable(ngx_http_request_t *r,
 {
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -250,7 +299,7 @@ ngx_http_dss_bill_archive_status_variable(ngx_http_request_t *r,
     u_char                   *p;
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || ctx->archive_status == 0) {
         v->not_found = 1;
@@ -282,7 +331,7 @@ ngx_http_dss_bill_archive_time_variable(ngx_http_request_t *r,
     ngx_msec_t                ms;
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || !(ctx->fetched || ctx->fetching)) {
         v->not_found = 1;
@@ -316,7 +365,7 @@ ngx_http_dss_bill_size_variable(ngx_http_request_t *r,
     u_char                   *p;
     ngx_http_dss_bill_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_dss_bill_module);
+    ctx = ngx_http_dss_bill_ctx(r);
 
     if (ctx == NULL || !ctx->decided || ctx->outcome != DSS_BILL_OK) {
         v->not_found = 1;
