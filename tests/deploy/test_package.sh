@@ -190,7 +190,10 @@ ok "$make_cert, $add_user installed, on the PATH, their help naming them"
 }
 [ "$(PATH=/usr/bin:/bin command -v dss-bill-check)" = "$checker" ] ||
     fail "dss-bill-check is not on the PATH as $checker"
-dss-bill-check --help | grep -q '^  D3 range-ignored$' || fail "dss-bill-check --help"
+# Captured first: its help is over 4 KiB, so "| grep -q" under pipefail
+# would fail whenever grep exits before the second write (SIGPIPE).
+help=$(dss-bill-check --help) || fail "dss-bill-check --help exited non-zero"
+grep -qx '  D3 range-ignored' <<<"$help" || fail "dss-bill-check --help lacks the D3 check: $help"
 ok "apt-get install $(basename "$check_deb"): $checker on the PATH"
 
 # ---- serve through the installed module ---------------------------------------

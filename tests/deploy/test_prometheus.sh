@@ -84,12 +84,15 @@ wait_until 60 ready || {
     cat "$dir/logs/prometheus.log" >&2
     fail "prometheus did not become ready"
 }
-ok "prometheus $("$PROMETHEUS" --version 2>&1 | head -1 | cut -d' ' -f3) ready on port $prom_port"
+version=$("$PROMETHEUS" --version 2>&1) || true
+ok "prometheus $(sed -n '1s/^[^ ]* [^ ]* \([^ ]*\).*/\1/p' <<<"$version") ready on port $prom_port"
 
 # value QUERY: the value of the query's only series ("" when none).
 value() {
-    curl -s --max-time 5 "$prom/api/v1/query" --data-urlencode "query=$1" |
-        grep -o '"value":\[[^]]*\]' | head -1 | sed 's/.*,"\(.*\)"\]$/\1/'
+    # Whole answer first: no early-exiting reader in a pipe (pipefail).
+    local answer
+    answer=$(curl -s --max-time 5 "$prom/api/v1/query" --data-urlencode "query=$1") || return 0
+    grep -o '"value":\[[^]]*\]' <<<"$answer" | sed -n '1s/.*,"\(.*\)"\]$/\1/p' || true
 }
 # expect_value QUERY WANT: polls (the first scrapes take a moment).
 expect_value() {

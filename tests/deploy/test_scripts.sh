@@ -53,7 +53,8 @@ before=$(cat "$dir/c1/cert.pem")
 san=$(openssl x509 -in "$dir/c1/cert.pem" -noout -ext subjectAltName | tail -n1)
 [ "$(tr -d ' ' <<<"$san")" = "DNS:dss-bill-instance,IPAddress:192.0.2.10" ] ||
     fail "--only --dns --ip gave: $san"
-openssl x509 -in "$dir/c1/cert.pem" -noout -subject | grep -q 'CN *= *dss-bill-instance' ||
+subject=$(openssl x509 -in "$dir/c1/cert.pem" -noout -subject)
+grep -q 'CN *= *dss-bill-instance' <<<"$subject" ||
     fail "the first DNS name is not the common name"
 for bad in "--dns bad/name" "--ip 1.2.3.4;rm" "--bits 1024" "--days 0"; do
     # shellcheck disable=SC2086
