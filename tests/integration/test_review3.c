@@ -1,0 +1,477 @@
+/* Third hostile review: the outcomes no integration test provoked
+ * (storage_error, internal_error, archive_resolve, archive_error, other),
+ * each checked by its status, its error-log reason, its counter and
+ * $dss_bill_outcome; and an archive that misbehaves every way a real one
+ * can (lies in Content-Length, chunked garbage, gzip, HTML, redirect loops,
+ * huge headers, 5 MB + 1, silence, a slow-loris body), where every answer
+ * is checked byte for byte and the next bill must still be right.
+ *
+ * The resolve test runs in a private mount namespace whose nsswitch.conf
+ * looks names up in /etc/hosts only, so "no such host" is immediate and
+ * needs no DNS; without root it looks the .invalid name up as the machine
+ * does (RFC 6761: never resolvable). */
+
+#define _GNU_SOURCE /* asprintf, strndup, unshare */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "review3_origin.h"
+
+static dss_nginx nginx;
+static review3_origin origin;
+static int unix_fd = -1;
+
+static const char *const config =
+    "log_format r3 '$request_uri $status outcome=$dss_bill_outcome "
+    "source=$dss_bill_source size=$dss_bill_size';\n"
+    "dss_bill_upstream_memory 1m;\n"
+    "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
+    "server {\n"
+    "    listen 127.0.0.1:@PORT@ ssl;\n"
+    "    listen 127.0.0.1:@PORT2@;\n"
+    "    ssl_certificate @PREFIX@/cert.pem;\n"
+    "    ssl_certificate_key @PREFIX@/key.pem;\n"
+    "    access_log @PREFIX@/logs/r3.log r3;\n"
+    "    add_header X-Outcome $dss_bill_outcome always;\n"
+    "    location /root/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_root @PREFIX@/bills;\n"
+    "    }\n"
+    "    location /evil/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 2s;\n"
+    "        dss_bill_upstream_timeout 2s;\n"
+    "        dss_bill_upstream_redirects 3;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /nohost/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream "
+    "http://dss-review3-no-such-host.invalid/$dss_bill_id;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    /* the bucket's host from the query: empty, nothing can be signed */
+    "    location /s3var/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://$arg_h/bucket/$dss_bill_id.pdf;\n"
+    "        dss_bill_upstream_s3 region=us-east-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location = /metrics {\n"
+    "        dss_bill_metrics;\n"
+    "    }\n"
+    "}\n";
+
+static const char credentials[] =
+    "[default]\naws_access_key_id = AKIAREVIEW3KEY\n"
+    "aws_secret_access_key = review3Secret/Abc+Def=\n";
+
+/* Only /etc/hosts answers names: a name it lacks fails at once. */
+static int private_resolver = 0;
+
+static int bind_text_over(const char *target, const char *text) {
+    char tmpl[] = "/tmp/dss-review3-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    int rc = write(fd, text, len) == (ssize_t)len ? 0 : -1;
+    close(fd);
+    chmod(tmpl, 0644);
+    if (rc == 0) {
+        rc = mount(tmpl, target, NULL, MS_BIND, NULL);
+    }
+    unlink(tmpl); /* the mount keeps the inode */
+    return rc;
+}
+
+static void resolver_setup(void) {
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        return;
+    }
+    size_t len;
+    char *text = dss_read_file("/etc/nsswitch.conf", &len);
+    char *out = malloc((text ? len : 0) + 32);
+    size_t used = 0;
+    for (char *line = text; line && *line;) {
+        char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line + 1) : strlen(line);
+        if (strncmp(line, "hosts:", 6) != 0) {
+            memcpy(out + used, line, n);
+            used += n;
+        }
+        line += n;
+    }
+    strcpy(out + used, "hosts: files\n");
+    private_resolver = bind_text_over("/etc/nsswitch.conf", out) == 0;
+    free(out);
+    free(text);
+}
+
+static int setup(void **state) {
+    (void)state;
+    if (dss_nginx_prepare(&nginx) != 0 || review3_origin_start(&origin) != 0) {
+        return -1;
+    }
+    mkdir(dss_path(&nginx, "aws"), 0700);
+    dss_write_file(dss_path(&nginx, "aws/credentials"), credentials,
+                   strlen(credentials));
+    chmod(dss_path(&nginx, "aws/credentials"), 0600);
+    dss_write_bill(dss_path(&nginx, "bills/100000000001.pdf"), "100000000001",
+                   30000);
+
+    /* a UNIX socket where a bill should be: open() fails with ENXIO, which
+     * is neither "absent" nor "forbidden": the storage failed (D6) */
+    unix_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {0};
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s",
+             dss_path(&nginx, "bills/100000000500.pdf"));
+    if (unix_fd < 0 || bind(unix_fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        perror("bind AF_UNIX");
+        return -1;
+    }
+    chmod(a.sun_path, 0666);
+
+    char *text = NULL;
+    if (asprintf(&text, config, origin.port) < 0) {
+        return -1;
+    }
+    int rc = dss_nginx_start(&nginx, text);
+    free(text);
+    return rc;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    dss_nginx_cleanup(&nginx);
+    review3_origin_stop(&origin);
+    if (unix_fd >= 0) {
+        close(unix_fd);
+    }
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static char *scrape(void) {
+    dss_response r = dss_get(&nginx, "/metrics");
+    assert_int_equal(r.status, 200);
+    assert_non_null(r.body);
+    char *text = strndup(r.body, r.body_len);
+    dss_response_free(&r);
+    return text;
+}
+
+static long long series(const char *text, const char *head) {
+    size_t n = strlen(head);
+    for (const char *p = text; (p = strstr(p, head)) != NULL; p++) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ') {
+            return atoll(p + n + 1);
+        }
+    }
+    return -1;
+}
+
+static long long requests_of(const char *status, const char *outcome) {
+    char head[160];
+    snprintf(head, sizeof(head),
+             "dss_bill_requests_total{route=\"download\",status=\"%s\","
+             "outcome=\"%s\"}",
+             status, outcome);
+    char *text = scrape();
+    long long v = series(text, head);
+    free(text);
+    return v < 0 ? 0 : v;
+}
+
+/* Counted in the log phase, after the answer: polls (bounded). */
+static void await_requests(const char *status, const char *outcome,
+                           long long want) {
+    long long end = dss_now_ms() + 10000, got = -1;
+    while ((got = requests_of(status, outcome)) < want && dss_now_ms() < end) {
+        dss_poll_pause();
+    }
+    if (got != want) {
+        fail_msg("dss_bill_requests_total{status=%s,outcome=%s} = %lld, "
+                 "want %lld",
+                 status, outcome, got, want);
+    }
+}
+
+static int access_log_has(const char *needle) {
+    size_t len;
+    char *text = dss_read_file(dss_path(&nginx, "logs/r3.log"), &len);
+    int found = text && strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static void await_access_log(const char *needle) {
+    long long end = dss_now_ms() + 10000;
+    while (!access_log_has(needle) && dss_now_ms() < end) {
+        dss_poll_pause();
+    }
+    if (!access_log_has(needle)) {
+        fail_msg("no access-log line with \"%s\"", needle);
+    }
+}
+
+/* One outcome: status, header variable, counter, access log, error log. */
+static void check_outcome(const char *target, long status,
+                          const char *outcome, const char *reason) {
+    char st[8];
+    snprintf(st, sizeof(st), "%ld", status);
+    long long before = requests_of(st, outcome);
+    int logged = reason ? dss_error_log_count(&nginx, reason) : 0;
+
+    dss_response r = dss_get(&nginx, target);
+    if (r.status != status) {
+        fail_msg("%s: status %ld, want %ld", target, r.status, status);
+    }
+    const char *h = dss_header(&r, "X-Outcome");
+    if (h == NULL || strcmp(h, outcome) != 0) {
+        fail_msg("%s: $dss_bill_outcome \"%s\", want \"%s\"", target,
+                 h ? h : "(none)", outcome);
+    }
+    if (r.body_len >= 5) {
+        assert_true(memcmp(r.body, "%PDF-", 5) != 0);
+    }
+    dss_response_free(&r);
+
+    await_requests(st, outcome, before + 1);
+    char line[256];
+    snprintf(line, sizeof(line), "%s %ld outcome=%s ", target, status,
+             outcome);
+    await_access_log(line);
+    if (reason && dss_error_log_count(&nginx, reason) <= logged) {
+        fail_msg("%s: no error-log line with \"%s\"", target, reason);
+    }
+}
+
+static void check_good_bill(const char *path_id, size_t size) {
+    char target[256];
+    snprintf(target, sizeof(target), "/evil/download/%s", path_id);
+    dss_response r = dss_get(&nginx, target);
+    if (r.status != 200) {
+        fail_msg("%s after a bad answer: status %ld", target, r.status);
+    }
+    char *want = review3_bill(path_id, size);
+    assert_int_equal(r.body_len, size);
+    assert_memory_equal(r.body, want, size);
+    free(want);
+    dss_response_free(&r);
+}
+
+/* ---- the outcomes without an integration test ----------------------------- */
+
+/* D6: open() fails for a reason that is neither "absent" nor "forbidden". */
+static void test_D6_storage_error_outcome(void **state) {
+    (void)state;
+    check_outcome("/root/download/100000000500", 500, "storage_error",
+                  "storage error while opening the bill");
+    assert_true(dss_error_log_count(&nginx, "[crit]") >= 1);
+
+    /* and the root still serves */
+    dss_response r = dss_get(&nginx, "/root/download/100000000001");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 30000);
+    dss_response_free(&r);
+}
+
+/* D6: the archive's host has no address. */
+static void test_D6_archive_resolve_outcome(void **state) {
+    (void)state;
+    if (!private_resolver) {
+        fprintf(stderr, "note: no private nsswitch.conf; the .invalid name "
+                        "is looked up as this machine does\n");
+    }
+    long long t0 = dss_now_ms();
+    check_outcome("/nohost/download/100000000002", 500, "archive_resolve",
+                  "cannot resolve the archive's host");
+    assert_true(dss_now_ms() - t0 < 9000);
+}
+
+/* D6: an answer that is not HTTP: another libcurl error. */
+static void test_D6_archive_error_outcome(void **state) {
+    (void)state;
+    check_outcome("/evil/download/garbage-1", 500, "archive_error",
+                  "archive fetch failed");
+    check_good_bill("ok-2500-after-garbage", 2500);
+}
+
+/* D6: a fetch that cannot even start (no host to sign for) is the module's
+ * own failure: 500, logged at crit, counted as internal_error. */
+static void test_D6_internal_error_outcome(void **state) {
+    (void)state;
+    check_outcome("/s3var/download/100000000003?h=", 500, "internal_error",
+                  "internal error (cannot start the fetch)");
+}
+
+/* A raw HTTP/1.1 exchange on the plain listener: the whole answer. */
+static char *raw_exchange(const char *request) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)nginx.port2);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(dss_send_all(fd, request, strlen(request)), 0);
+    size_t cap = 65536, got = 0;
+    char *out = malloc(cap + 1);
+    long long end = dss_now_ms() + 10000;
+    while (got < cap && dss_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) <= 0) {
+            continue;
+        }
+        ssize_t n = recv(fd, out + got, cap - got, 0);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    return out;
+}
+
+/* D7: nginx ends the request itself (a request body it cannot read): the
+ * counter and $dss_bill_outcome say "other", with nginx's status. */
+static void test_D7_other_outcome(void **state) {
+    (void)state;
+    long long before = requests_of("400", "other");
+    char *answer = raw_exchange("GET /root/download/100000000001 HTTP/1.1\r\n"
+                                "Host: dss\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n"
+                                "zz\r\ngarbage\r\n");
+    if (strncmp(answer, "HTTP/1.1 400", 12) != 0) {
+        fail_msg("a garbage request body: %.60s", answer);
+    }
+    assert_non_null(strcasestr(answer, "\r\nX-Outcome: other\r\n"));
+    assert_null(strstr(answer, "%PDF-"));
+    free(answer);
+    await_requests("400", "other", before + 1);
+    await_access_log("/root/download/100000000001 400 outcome=other ");
+}
+
+/* ---- a hostile archive ---------------------------------------------------- */
+
+typedef struct {
+    const char *id;
+    long status;            /* 0: 200 with the exact bill, or 500 */
+    const char *outcome;    /* NULL: any */
+    size_t size;            /* of the bill when 200 is right */
+} bad_case;
+
+static void test_D8_hostile_archive_answers(void **state) {
+    (void)state;
+    static const bad_case cases[] = {
+        {"lielong-1", 500, "archive_truncated", 0},
+        {"chunkgarbage-1", 500, NULL, 0},
+        {"gzip-1", 0, NULL, 2000},
+        {"html-1", 500, "not_pdf", 0},
+        {"hugeheaders-1", 0, NULL, 3000},
+        {"loop-1", 500, "archive_redirect", 0},
+        {"over-1", 500, "too_large", 0},
+        {"overchunked-1", 500, "too_large", 0},
+        {"never-1", 500, "archive_timeout", 0},
+        {"slowloris-1", 500, "archive_timeout", 0},
+        {"status-301-1", 500, "archive_redirect", 0},
+        {"status-204-1", 500, NULL, 0},
+        {"status-206-1", 500, NULL, 0},
+        {"status-304-1", 500, NULL, 0},
+        {"status-429-1", 500, "archive_status", 0},
+        {"cont-3000-1", 200, "ok", 3000},
+        {"close-7000-1", 200, "ok", 7000},
+        {"chunked-70000-1", 200, "ok", 70000},
+        {"exact-1", 200, "ok", REVIEW3_MB5},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const bad_case *c = &cases[i];
+        char target[256];
+        snprintf(target, sizeof(target), "/evil/download/%s", c->id);
+        long long t0 = dss_now_ms();
+        dss_response r = dss_get(&nginx, target);
+        long long took = dss_now_ms() - t0;
+        const char *outcome = dss_header(&r, "X-Outcome");
+        fprintf(stderr, "  %-18s -> %ld %s (%zu bytes, %lld ms)\n", c->id,
+                r.status, outcome ? outcome : "-", r.body_len, took);
+        if (c->status && r.status != c->status) {
+            fail_msg("%s: status %ld, want %ld", c->id, r.status, c->status);
+        }
+        if (r.status != 200 && r.status != 500) {
+            fail_msg("%s: status %ld (D7)", c->id, r.status);
+        }
+        if (c->outcome && (outcome == NULL || strcmp(outcome, c->outcome))) {
+            fail_msg("%s: outcome %s, want %s", c->id,
+                     outcome ? outcome : "-", c->outcome);
+        }
+        if (r.status == 200) {
+            /* D8: only the bill itself, exactly */
+            char *want = review3_bill(c->id, c->size);
+            if (r.body_len != c->size || memcmp(r.body, want, c->size) != 0) {
+                fail_msg("%s: a 200 that is not the bill (%zu bytes)", c->id,
+                         r.body_len);
+            }
+            free(want);
+        } else if (r.body_len >= 5) {
+            assert_true(memcmp(r.body, "%PDF-", 5) != 0);
+        }
+        assert_true(took < 9000);
+        dss_response_free(&r);
+
+        char good[64];
+        snprintf(good, sizeof(good), "ok-%zu-after%zu", 1000 + i * 77, i);
+        check_good_bill(good, 1000 + i * 77);
+    }
+
+    /* no connection to the archive is left behind */
+    long long end = dss_now_ms() + 10000;
+    while (review3_origin_open(&origin) > 0 && dss_now_ms() < end) {
+        dss_poll_pause();
+    }
+    assert_int_equal(review3_origin_open(&origin), 0);
+}
+
+int main(void) {
+    resolver_setup(); /* before any thread */
+    curl_global_init(CURL_GLOBAL_ALL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_D6_storage_error_outcome),
+        cmocka_unit_test(test_D6_archive_resolve_outcome),
+        cmocka_unit_test(test_D6_archive_error_outcome),
+        cmocka_unit_test(test_D6_internal_error_outcome),
+        cmocka_unit_test(test_D7_other_outcome),
+        cmocka_unit_test(test_D8_hostile_archive_answers),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
