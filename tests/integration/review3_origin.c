@@ -283,6 +283,18 @@ static void serve(conn *c, const char *id) {
         free(body);
         return;
     }
+    if (strncmp(id, "s3denied-", 9) == 0) {
+        static const char xml[] =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+            "AccessDenied</Code><Message>Access Denied</Message></Error>";
+        char h[512];
+        snprintf(h, sizeof(h),
+                 "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml"
+                 "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 sizeof(xml) - 1, xml);
+        puts_(fd, h);
+        return;
+    }
     int status;
     if (sscanf(id, "status-%d-%127s", &status, tag) == 2) {
         char h[256];

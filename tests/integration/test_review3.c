@@ -46,6 +46,7 @@ static const char *const config =
     "log_format r3 '$request_uri $status outcome=$dss_bill_outcome "
     "source=$dss_bill_source size=$dss_bill_size';\n"
     "dss_bill_upstream_memory 1m;\n"
+    "dss_bill_cache_path @PREFIX@/cache keys_zone=r3:1m;\n"
     "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
     "server {\n"
     "    listen 127.0.0.1:@PORT@ ssl;\n"
@@ -79,6 +80,25 @@ static const char *const config =
     "        dss_bill_upstream_s3 region=us-east-1;\n"
     "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
     "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    /* one bucket, one key, one cache; two readings of S3's 403 */
+    "    location /s3missing/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bucket/$dss_bill_id;\n"
+    "        dss_bill_upstream_s3 region=us-east-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_s3_access_denied missing;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
+    "    location /s3error/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bucket/$dss_bill_id;\n"
+    "        dss_bill_upstream_s3 region=us-east-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_s3_access_denied error;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
     "    }\n"
     "    location = /metrics {\n"
     "        dss_bill_metrics;\n"
@@ -460,6 +480,184 @@ static void test_D8_hostile_archive_answers(void **state) {
     assert_int_equal(review3_origin_open(&origin), 0);
 }
 
+/* D5, D6: a failure kept for a moment in the cache's keys zone answers
+ * only requests that would have read the archive's answer the same way:
+ * S3's 403 AccessDenied is a missing bill (404) for one location and an
+ * error (500) for the other, whichever asks first. */
+static void test_D5_D6_kept_failure_follows_the_location_s3_reading(
+    void **state) {
+    (void)state;
+    static const char *const orders[2][2] = {
+        {"/s3missing/download/s3denied-a", "/s3error/download/s3denied-a"},
+        {"/s3error/download/s3denied-b", "/s3missing/download/s3denied-b"},
+    };
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < 2; k++) {
+            const char *target = orders[i][k];
+            long want = strstr(target, "missing") ? 404 : 500;
+            dss_response r = dss_get(&nginx, target);
+            if (r.status != want) {
+                fail_msg("%s (asked %s): %ld, want %ld", target,
+                         k ? "second" : "first", r.status, want);
+            }
+            dss_response_free(&r);
+        }
+    }
+}
+
+/* ---- HTTP/1.1 pipelining --------------------------------------------------- */
+
+typedef struct {
+    const char *method;
+    const char *target;
+    long status;
+    const char *bill; /* the bill id of a 200 (origin's or the root's) */
+    size_t size;
+} piped;
+
+/* Reads one response off fd (already buffered bytes in buf): status,
+ * Content-Length and body (not for HEAD). 0, or -1 when the stream ends. */
+static int read_response(int fd, char *buf, size_t *have, size_t cap,
+                         int head, long *status, char **body,
+                         size_t *body_len) {
+    long long end = dss_now_ms() + 15000;
+    char *eoh;
+    for (;;) {
+        buf[*have] = '\0';
+        if ((eoh = strstr(buf, "\r\n\r\n")) != NULL) {
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (dss_now_ms() > end || poll(&p, 1, 200) < 0) {
+            return -1;
+        }
+        if (!(p.revents & POLLIN)) {
+            continue;
+        }
+        ssize_t n = recv(fd, buf + *have, cap - 1 - *have, 0);
+        if (n <= 0) {
+            return -1;
+        }
+        *have += (size_t)n;
+    }
+    size_t hlen = (size_t)(eoh + 4 - buf);
+    *status = strtol(buf + 9, NULL, 10);
+    const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+    size_t len = 0;
+    if (cl && cl < eoh) {
+        len = strtoul(cl + 18, NULL, 10);
+    } else if (strcasestr(buf, "Transfer-Encoding: chunked")) {
+        return -1; /* never on this route */
+    }
+    if (head) {
+        len = 0;
+    }
+    *body = malloc(len + 1);
+    *body_len = len;
+    size_t got = *have - hlen < len ? *have - hlen : len;
+    memcpy(*body, buf + hlen, got);
+    size_t rest = *have - hlen - got;
+    memmove(buf, buf + hlen + got, rest);
+    *have = rest;
+    while (got < len) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (dss_now_ms() > end || poll(&p, 1, 200) < 0) {
+            return -1;
+        }
+        if (!(p.revents & POLLIN)) {
+            continue;
+        }
+        ssize_t n = recv(fd, *body + got, len - got, 0);
+        if (n <= 0) {
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* D9, D3: requests pipelined on one HTTP/1.1 connection, archive fetches
+ * among root files, errors and HEADs: each answer is its own request's, in
+ * order, byte for byte. */
+static void test_D9_pipelined_requests_each_get_their_own_bill(void **state) {
+    (void)state;
+    static const piped reqs[] = {
+        {"GET", "/evil/download/ok-40000-p1", 200, "ok-40000-p1", 40000},
+        {"GET", "/root/download/100000000001", 200, NULL, 30000},
+        {"GET", "/evil/download/chunked-300000-p2", 200, "chunked-300000-p2",
+         300000},
+        {"HEAD", "/evil/download/ok-5000-p3", 200, NULL, 5000},
+        {"GET", "/evil/download/status-404-p4", 404, NULL, 0},
+        {"GET", "/evil/download/close-2500-p6", 200, "close-2500-p6", 2500},
+        {"GET", "/root/download/100000000404", 404, NULL, 0},
+        {"GET", "/evil/download/ok-9000-p7", 200, "ok-9000-p7", 9000},
+        /* last: nginx closes a connection after a 500 */
+        {"GET", "/evil/download/html-p5", 500, NULL, 0},
+    };
+    size_t count = sizeof(reqs) / sizeof(reqs[0]);
+    char *all = NULL;
+    size_t all_len = 0;
+    FILE *m = open_memstream(&all, &all_len);
+    for (size_t i = 0; i < count; i++) {
+        fprintf(m, "%s %s HTTP/1.1\r\nHost: dss\r\nAccept: application/pdf"
+                   "\r\n\r\n",
+                reqs[i].method, reqs[i].target);
+    }
+    fclose(m);
+
+    for (int round = 0; round < 3; round++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons((unsigned short)nginx.port2);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        if (round == 0) {
+            assert_int_equal(dss_send_all(fd, all, all_len), 0);
+        } else {
+            /* in pieces: a request split across reads */
+            for (size_t at = 0; at < all_len; at += 37) {
+                size_t n = all_len - at < 37 ? all_len - at : 37;
+                assert_int_equal(dss_send_all(fd, all + at, n), 0);
+            }
+        }
+        static char buf[1 << 20];
+        size_t have = 0;
+        for (size_t i = 0; i < count; i++) {
+            long status = 0;
+            char *body = NULL;
+            size_t len = 0;
+            int head = strcmp(reqs[i].method, "HEAD") == 0;
+            if (read_response(fd, buf, &have, sizeof(buf), head, &status,
+                              &body, &len) != 0) {
+                fail_msg("round %d: no answer %zu (%s)", round, i,
+                         reqs[i].target);
+            }
+            if (status != reqs[i].status) {
+                fail_msg("round %d: %s answered %ld, want %ld", round,
+                         reqs[i].target, status, reqs[i].status);
+            }
+            if (status == 200 && !head) {
+                char *want = reqs[i].bill
+                                 ? review3_bill(reqs[i].bill, reqs[i].size)
+                                 : dss_read_file(
+                                       dss_path(&nginx,
+                                                "bills/100000000001.pdf"),
+                                       &len);
+                assert_int_equal(len, reqs[i].size);
+                if (memcmp(body, want, len) != 0) {
+                    fail_msg("round %d: %s: the body of another request",
+                             round, reqs[i].target);
+                }
+                free(want);
+            }
+            free(body);
+        }
+        close(fd);
+    }
+    free(all);
+}
+
 int main(void) {
     resolver_setup(); /* before any thread */
     curl_global_init(CURL_GLOBAL_ALL);
@@ -470,6 +668,9 @@ int main(void) {
         cmocka_unit_test(test_D6_internal_error_outcome),
         cmocka_unit_test(test_D7_other_outcome),
         cmocka_unit_test(test_D8_hostile_archive_answers),
+        cmocka_unit_test(test_D9_pipelined_requests_each_get_their_own_bill),
+        cmocka_unit_test(
+            test_D5_D6_kept_failure_follows_the_location_s3_reading),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
