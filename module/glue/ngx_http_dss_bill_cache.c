@@ -674,6 +674,11 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
     if (s3) {
         ngx_http_dss_bill_md5_part(&md5, s3->access_key_id,
                                    ngx_strlen(s3->access_key_id));
+
+        /* and how it reads S3's answers: a failure kept for waiters is
+         * one location's 404 and the other's 500 (D5, D6) */
+        ngx_http_dss_bill_md5_part(&md5, &s3->access_denied_is_missing,
+                                   sizeof(s3->access_denied_is_missing));
     }
 
     ngx_md5_final(digest, &md5);
