@@ -100,6 +100,21 @@ static const char *const config =
     "        dss_bill_upstream_health_url off;\n"
     "        dss_bill_cache r3;\n"
     "    }\n"
+    /* one archive through one cache; one location cannot buffer a large
+     * bill (its temporary folder is not writable: a local fault) */
+    "    location /tmpbad/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/t/$dss_bill_id;\n"
+    "        dss_bill_upstream_temp_path @PREFIX@/notemp;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
+    "    location /tmpgood/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/t/$dss_bill_id;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
     "    location = /metrics {\n"
     "        dss_bill_metrics;\n"
     "    }\n"
@@ -162,6 +177,8 @@ static int setup(void **state) {
     dss_write_file(dss_path(&nginx, "aws/credentials"), credentials,
                    strlen(credentials));
     chmod(dss_path(&nginx, "aws/credentials"), 0600);
+    mkdir(dss_path(&nginx, "notemp"), 0555);
+    chmod(dss_path(&nginx, "notemp"), 0555);
     dss_write_bill(dss_path(&nginx, "bills/100000000001.pdf"), "100000000001",
                    30000);
 
@@ -505,6 +522,34 @@ static void test_D5_D6_kept_failure_follows_the_location_s3_reading(
     }
 }
 
+/* D6, D9: a fault of one location's own (it cannot buffer the bill) is not
+ * the archive's answer: it is not kept for the other location that reads
+ * the same bill through the same cache, which fetches and serves it. */
+static void test_D6_local_fault_is_not_kept_for_another_location(
+    void **state) {
+    (void)state;
+    const size_t size = 3 * 1024 * 1024;
+    dss_response r = dss_get(&nginx, "/tmpbad/download/ok-3145728-t1");
+    assert_int_equal(r.status, 500);
+    const char *h = dss_header(&r, "X-Outcome");
+    assert_non_null(h);
+    assert_string_equal(h, "temp_file_error");
+    dss_response_free(&r);
+
+    r = dss_get(&nginx, "/tmpgood/download/ok-3145728-t1");
+    if (r.status != 200) {
+        fail_msg("the other location answered %ld (%s) for a bill the "
+                 "archive has", r.status,
+                 dss_header(&r, "X-Outcome") ? dss_header(&r, "X-Outcome")
+                                             : "-");
+    }
+    char *want = review3_bill("ok-3145728-t1", size);
+    assert_int_equal(r.body_len, size);
+    assert_memory_equal(r.body, want, size);
+    free(want);
+    dss_response_free(&r);
+}
+
 /* ---- HTTP/1.1 pipelining --------------------------------------------------- */
 
 typedef struct {
@@ -671,6 +716,7 @@ int main(void) {
         cmocka_unit_test(test_D9_pipelined_requests_each_get_their_own_bill),
         cmocka_unit_test(
             test_D5_D6_kept_failure_follows_the_location_s3_reading),
+        cmocka_unit_test(test_D6_local_fault_is_not_kept_for_another_location),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
