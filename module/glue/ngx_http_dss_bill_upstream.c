@@ -89,7 +89,7 @@ ngx_http_dss_bill_upstream_fetch(ngx_http_request_t *r,
                                          r->connection->log)
         != NGX_OK)
     {
-        ngx_http_dss_bill_cache_abandon(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_dss_bill_cache_abandon(r, 0);      /* a local fault */
         return ngx_http_dss_bill_fail(r, DSS_BILL_INTERNAL_ERROR, &ctx->id,
                                       "url", &ctx->url,
                                       "cannot start the fetch", 0);
@@ -162,8 +162,15 @@ ngx_http_dss_bill_upstream_respond(ngx_http_request_t *r,
     dss_bill_body   body;
 
     if (outcome != DSS_BILL_OK) {
-        /* requests waiting for this fetch get the same answer */
-        ngx_http_dss_bill_cache_abandon(r, dss_bill_outcome_status(outcome));
+        /*
+         * requests waiting for this fetch get the same answer when it is
+         * the archive's; a fault of this location's own (its temporary
+         * file, the module) is not kept: another request fetches (D6)
+         */
+        ngx_http_dss_bill_cache_abandon(r,
+            (outcome == DSS_BILL_TEMP_FILE_ERROR
+             || outcome == DSS_BILL_INTERNAL_ERROR)
+            ? 0 : dss_bill_outcome_status(outcome));
 
         return ngx_http_dss_bill_fail(r, outcome, &ctx->id, "url", &ctx->url,
                                       dss_bill_fetch_detail(ctx->transfer.fetch),

@@ -115,6 +115,11 @@ static const char *const config =
     "        dss_bill_upstream_health_url off;\n"
     "        dss_bill_cache r3;\n"
     "    }\n"
+    "    location /long/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_root @PREFIX@/bills;\n"
+    "        dss_bill_id_length 12 200;\n"
+    "    }\n"
     "    location = /metrics {\n"
     "        dss_bill_metrics;\n"
     "    }\n"
@@ -550,6 +555,82 @@ static void test_D6_local_fault_is_not_kept_for_another_location(
     dss_response_free(&r);
 }
 
+static char *id_of(size_t len, char c) {
+    char *id = malloc(len + 1);
+    memset(id, c, len);
+    memcpy(id, "100000000001", len < 12 ? len : 12);
+    id[len] = '\0';
+    return id;
+}
+
+/* D2, D5: ids at the length limits, with a file for each: the last
+ * allowed length is served byte-exact, one more is 404 even though the
+ * file exists; a query string or an extra segment never changes the id. */
+static void test_D2_D5_ids_at_the_length_limits(void **state) {
+    (void)state;
+    static const struct {
+        const char *loc;
+        size_t len;
+        long status;
+    } cases[] = {
+        {"root", 1, 200},   {"root", 64, 200},  {"root", 65, 404},
+        {"long", 11, 404},  {"long", 12, 200},  {"long", 200, 200},
+        {"long", 201, 404}, {"root", 200, 404},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *id = id_of(cases[i].len, 'Z');
+        char rel[300], target[400];
+        snprintf(rel, sizeof(rel), "bills/%s.pdf", id);
+        if (cases[i].len <= 250) {
+            dss_write_bill(dss_path(&nginx, rel), id, 1000 + cases[i].len);
+        }
+        snprintf(target, sizeof(target), "/%s/download/%s", cases[i].loc, id);
+        dss_response r = dss_get(&nginx, target);
+        if (r.status != cases[i].status) {
+            fail_msg("%s id of %zu: %ld, want %ld", cases[i].loc,
+                     cases[i].len, r.status, cases[i].status);
+        }
+        if (r.status == 200) {
+            size_t len;
+            char *want = dss_read_file(dss_path(&nginx, rel), &len);
+            assert_int_equal(r.body_len, len);
+            assert_memory_equal(r.body, want, len);
+            free(want);
+        }
+        dss_response_free(&r);
+        free(id);
+    }
+    static const struct {
+        const char *target;
+        long status;
+    } shapes[] = {
+        {"/root/download/100000000001?id=100000000500", 200},
+        {"/root/download/100000000001?", 200},
+        {"/root/download/100000000001/", 404},
+        {"/root/download/100000000001/x", 404},
+        {"/root/download/100000000001.pdf", 404},
+        {"/root/download//100000000001", 200}, /* merge_slashes */
+        {"/root/download/%31%30%30%30%30%30%30%30%30%30%30%31", 200},
+        {"/root/download/100000000001%3F", 404},
+        {"/root/download/100000000001%2F", 404},
+    };
+    size_t len;
+    char *want = dss_read_file(dss_path(&nginx, "bills/100000000001.pdf"), &len);
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        dss_response r = dss_get(&nginx, shapes[i].target);
+        if (r.status != shapes[i].status) {
+            fail_msg("%s: %ld, want %ld", shapes[i].target, r.status,
+                     shapes[i].status);
+        }
+        if (r.status == 200) {
+            assert_int_equal(r.body_len, len);
+            assert_memory_equal(r.body, want, len);
+        }
+        dss_response_free(&r);
+    }
+    free(want);
+}
+
 /* ---- HTTP/1.1 pipelining --------------------------------------------------- */
 
 typedef struct {
@@ -717,6 +798,7 @@ int main(void) {
         cmocka_unit_test(
             test_D5_D6_kept_failure_follows_the_location_s3_reading),
         cmocka_unit_test(test_D6_local_fault_is_not_kept_for_another_location),
+        cmocka_unit_test(test_D2_D5_ids_at_the_length_limits),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
