@@ -2,7 +2,8 @@
  * HTTP/1.1 kept alive over TLS, plain HTTP/1.1 one request per connection;
  * sendfile on and off), every source in the same two workers (root,
  * archive from memory and from a temporary file, the archive cache's
- * misses, collapsed waiters and hits, errors), small and 5 MB bills, some
+ * misses, collapsed waiters and hits, an object store, errors), small and
+ * 5 MB bills, some
  * clients leaving in the middle: every body is compared byte for byte with
  * the bill its request named (D8, D9). Then the same while the cache folder
  * is emptied, replaced, made read-only and removed behind nginx's back, and
@@ -84,6 +85,27 @@ static const char *const config =
     "        dss_bill_cache r3;\n"
     "        sendfile on;\n"
     "    }\n"
+    /* an object store (the origin does not check signatures: what is
+     * tested is the signed fetch's bytes under load), cached and not */
+    "    location /s3/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bucket/$dss_bill_id;\n"
+    "        dss_bill_upstream_s3 region=eu-west-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_connect_timeout 10s;\n"
+    "        dss_bill_upstream_timeout 30s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "    }\n"
+    "    location /s3cache/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bucket/$dss_bill_id;\n"
+    "        dss_bill_upstream_s3 region=eu-west-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_connect_timeout 10s;\n"
+    "        dss_bill_upstream_timeout 30s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
     "    location /cachens/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream http://127.0.0.1:%1$d/c/$dss_bill_id;\n"
@@ -122,6 +144,13 @@ static int setup(void **state) {
         return -1;
     }
     nginx.workers = 2;
+    static const char credentials[] =
+        "[default]\naws_access_key_id = AKIAREVIEW3LOAD\n"
+        "aws_secret_access_key = review3LoadSecret/Abc+Def=\n";
+    mkdir(dss_path(&nginx, "aws"), 0700);
+    dss_write_file(dss_path(&nginx, "aws/credentials"), credentials,
+                   strlen(credentials));
+    chmod(dss_path(&nginx, "aws/credentials"), 0600);
     /* the root's bills: "r-<size>-<n>" */
     static const size_t sizes[] = {1200, 10000, 70000, 300000, REVIEW3_MB5};
     for (int n = 0; n < 4; n++) {
@@ -466,8 +495,16 @@ static int make_mix(job *jobs, int max, int round) {
             jobs[n++].leave_after = 100000;
             break;
         default:
-            snprintf(id, sizeof(id), "ok-%zu-keep%d", sizes[i % 4], i % 7);
-            set_job(&jobs[n++], proto, "cache", id, sizes[i % 4], 200);
+            /* the object store: a new bill, or the same ones every round
+             * (cached: misses, then hits) */
+            if (i % 2) {
+                snprintf(id, sizeof(id), "chunked-%zu-s%d-%d", size, round, i);
+                set_job(&jobs[n++], proto, "s3", id, size, 200);
+            } else {
+                snprintf(id, sizeof(id), "ok-%zu-s3keep%d", sizes[i % 4],
+                         i % 5);
+                set_job(&jobs[n++], proto, "s3cache", id, sizes[i % 4], 200);
+            }
             break;
         }
     }
