@@ -494,6 +494,28 @@ static void test_D8_hostile_archive_answers(void **state) {
         check_good_bill(good, 1000 + i * 77);
     }
 
+    /* a client that leaves during a fetch that would never end: the
+     * fetch is cancelled at once, not at its timeout (no leak) */
+    for (int k = 0; k < 8; k++) {
+        int before = review3_origin_open(&origin);
+        dss_request_options o = {0};
+        o.timeout_ms = 300;
+        char target[64];
+        snprintf(target, sizeof(target), "/evil/download/never-gone%d", k);
+        long long t0 = dss_now_ms();
+        dss_response r = dss_request(&nginx, target, &o);
+        assert_int_not_equal(r.curl_code, 0);
+        dss_response_free(&r);
+        while (review3_origin_open(&origin) > before &&
+               dss_now_ms() - t0 < 1500) {
+            dss_poll_pause();
+        }
+        if (review3_origin_open(&origin) > before) {
+            fail_msg("the archive connection outlived its client");
+        }
+        check_good_bill("ok-1500-aftergone", 1500);
+    }
+
     /* no connection to the archive is left behind */
     long long end = dss_now_ms() + 10000;
     while (review3_origin_open(&origin) > 0 && dss_now_ms() < end) {

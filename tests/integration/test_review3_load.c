@@ -40,6 +40,10 @@ static review3_origin origin;
 static const char *const config =
     "dss_bill_cache_path @PREFIX@/cache levels=1:2 keys_zone=r3:4m "
     "max_size=200m inactive=1h;\n"
+    /* a cache far smaller than what goes through it: nginx's cache
+     * manager evicts while hits are being served */
+    "dss_bill_cache_path @PREFIX@/small keys_zone=r3small:1m max_size=1m "
+    "manager_sleep=50ms manager_threshold=50ms;\n"
     "dss_bill_upstream_memory 2m;\n"
     "dss_bill_upstream_temp_path @PREFIX@/temp;\n"
     "server {\n"
@@ -105,6 +109,14 @@ static const char *const config =
     "        dss_bill_upstream_timeout 30s;\n"
     "        dss_bill_upstream_health_url off;\n"
     "        dss_bill_cache r3;\n"
+    "    }\n"
+    "    location /cachesmall/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/c/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 10s;\n"
+    "        dss_bill_upstream_timeout 30s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3small;\n"
     "    }\n"
     "    location /cachens/ {\n"
     "        dss_bill;\n"
@@ -455,13 +467,16 @@ static int make_mix(job *jobs, int max, int round) {
         case 5:
             /* a new bill per round and request: misses */
             snprintf(id, sizeof(id), "close-%zu-c%d-%d", size, round, i);
-            set_job(&jobs[n++], proto, "cache", id, size, 200);
+            set_job(&jobs[n++], proto, i % 2 ? "cache" : "cachesmall", id,
+                    size, 200);
             break;
         case 6:
             /* the same bills every round: misses, then hits */
             snprintf(id, sizeof(id), "ok-%zu-keep%d", sizes[i % 4], i % 7);
-            set_job(&jobs[n++], proto, i % 2 ? "cache" : "cachens", id,
-                    sizes[i % 4], 200);
+            set_job(&jobs[n++], proto,
+                    i % 3 == 2 ? "cachesmall"
+                               : (i % 2 ? "cache" : "cachens"),
+                    id, sizes[i % 4], 200);
             break;
         case 7:
             snprintf(id, sizeof(id), "status-500-e%d-%d", round, i);
@@ -532,6 +547,29 @@ static void test_D9_mixed_load_every_body_is_its_own_bill(void **state) {
                 round, n, problems, dss_now_ms() - t0);
         assert_int_equal(problems, 0);
     }
+    /* what went through the small cache (more than its 1 MB) was trimmed
+     * by nginx's cache manager meanwhile */
+    long long end = dss_now_ms() + 10000;
+    long long used = 0;
+    do {
+        char *cmd = NULL;
+        assert_true(asprintf(&cmd, "du -sb %s", dss_path(&nginx, "small")) >
+                    0);
+        FILE *p = popen(cmd, "r");
+        free(cmd);
+        assert_non_null(p);
+        used = -1;
+        if (fscanf(p, "%lld", &used) != 1) {
+            used = -1;
+        }
+        pclose(p);
+        if (used >= 0 && used <= 1200 * 1024) {
+            break;
+        }
+        dss_poll_pause();
+    } while (dss_now_ms() < end);
+    fprintf(stderr, "  the 1 MB cache holds %lld bytes\n", used);
+    assert_true(used >= 0 && used <= 1200 * 1024);
 }
 
 /* ---- the cache folder behind nginx's back --------------------------------- */
