@@ -849,6 +849,60 @@ static void test_T6_reload_and_worker_quit_with_downloads_in_flight(
     dss_response_free(&r);
 }
 
+/* D8, T5: one HTTP/2 connection with 64 streams fetching from the archive
+ * (held there: plain, cached and from the object store) goes away at once:
+ * every fetch is cancelled (the archive sees every connection close), no
+ * worker is left with anything (the teardown checks the log), and the next
+ * downloads are byte-exact. */
+static void test_D8_http2_connection_gone_with_64_fetches(void **state) {
+    (void)state;
+    static job jobs[64];
+    char id[96];
+    review3_origin_gate(&origin, 0);
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof(id), "held-%d-h2gone%d", 30000 + i, i);
+        set_job(&jobs[i], PROTO_H2,
+                i % 3 == 0 ? "arch" : (i % 3 == 1 ? "cache" : "s3"), id,
+                30000 + (size_t)i, 200);
+    }
+    CURLM *multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    for (int i = 0; i < 64; i++) {
+        job_prepare(&jobs[i]);
+        curl_multi_add_handle(multi, jobs[i].easy);
+    }
+    int running = 64;
+    long long end = dss_now_ms() + 20000;
+    while (review3_origin_held(&origin) < 64 && dss_now_ms() < end) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 50, NULL);
+    }
+    assert_int_equal(review3_origin_held(&origin), 64);
+    /* the client goes: the connection closes with every stream open */
+    for (int i = 0; i < 64; i++) {
+        curl_multi_remove_handle(multi, jobs[i].easy);
+        curl_easy_cleanup(jobs[i].easy);
+        free(jobs[i].body);
+        jobs[i].body = NULL;
+    }
+    curl_multi_cleanup(multi);
+    end = dss_now_ms() + 10000;
+    while (review3_origin_held(&origin) > 0 && dss_now_ms() < end) {
+        dss_poll_pause();
+    }
+    assert_int_equal(review3_origin_held(&origin), 0);
+    review3_origin_gate(&origin, 1);
+
+    /* the same bills now, byte-exact */
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof(id), "held-%d-h2gone%d", 30000 + i, i);
+        set_job(&jobs[i], i % PROTO_COUNT,
+                i % 3 == 0 ? "arch" : (i % 3 == 1 ? "cache" : "s3"), id,
+                30000 + (size_t)i, 200);
+    }
+    assert_int_equal(run_batch(jobs, 64, 0, NULL, 0), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
@@ -858,6 +912,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(
             test_T6_reload_and_worker_quit_with_downloads_in_flight, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_D8_http2_connection_gone_with_64_fetches, setup, teardown),
 
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
