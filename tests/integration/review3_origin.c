@@ -283,6 +283,20 @@ static void serve(conn *c, const char *id) {
         free(body);
         return;
     }
+    int wait_ms;
+    if (sscanf(id, "slowfirst-%d-%zu-%127s", &wait_ms, &size, tag) == 3) {
+        if (peer_gone(c, wait_ms)) {
+            return;
+        }
+        body = review3_bill(id, size);
+        if (body == NULL) {
+            return;
+        }
+        head_ok(fd, (long long)size, "");
+        put(fd, body, size);
+        free(body);
+        return;
+    }
     if (strncmp(id, "s3denied-", 9) == 0) {
         static const char xml[] =
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"

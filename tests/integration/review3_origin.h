@@ -26,6 +26,7 @@
  *   /slowloris-<tag>        200 announcing 4000 bytes, one byte per 50 ms
  *   /status-<NNN>-<tag>     that status, small HTML body
  *   /s3denied-<tag>         S3's 403 AccessDenied (XML error body)
+ *   /slowfirst-<ms>-<size>-<tag>  nothing for <ms>, then as ok-
  *
  * Every body of a 200 is distinct per path (bytes name the id and their
  * offset), so a body delivered to the wrong request cannot match.

@@ -122,6 +122,22 @@ static const char *const config =
     "        dss_bill_upstream_health_url off;\n"
     "        dss_bill_cache r3;\n"
     "    }\n"
+    /* one archive through one cache, with two patiences */
+    "    location /hasty/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/w/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 1s;\n"
+    "        dss_bill_upstream_timeout 1s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
+    "    location /patient/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/w/$dss_bill_id;\n"
+    "        dss_bill_upstream_timeout 20s;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
     "    location /long/ {\n"
     "        dss_bill;\n"
     "        dss_bill_root @PREFIX@/bills;\n"
@@ -661,6 +677,39 @@ static void test_D2_D5_ids_at_the_length_limits(void **state) {
     free(want);
 }
 
+/* D6, T4: a location's own timeout is its own: the hasty location's
+ * timeout (1 s) against an archive that answers in 2.5 s is not kept for the
+ * patient one (20 s), which reads the same bill through the same cache:
+ * asked right after, it waits and serves the bill. */
+static void test_D6_one_location_timeout_is_not_kept_for_another(
+    void **state) {
+    (void)state;
+    const char *id = "slowfirst-2500-9000-w1";
+    char target[128];
+    snprintf(target, sizeof(target), "/hasty/download/%s", id);
+    dss_response r = dss_get(&nginx, target);
+    assert_int_equal(r.status, 500);
+    const char *h = dss_header(&r, "X-Outcome");
+    assert_non_null(h);
+    assert_string_equal(h, "archive_timeout");
+    dss_response_free(&r);
+
+    snprintf(target, sizeof(target), "/patient/download/%s", id);
+    r = dss_get(&nginx, target);
+    if (r.status != 200) {
+        fail_msg("the patient location answered %ld (%s): the hasty "
+                 "location's timeout decided for it",
+                 r.status, dss_header(&r, "X-Outcome")
+                               ? dss_header(&r, "X-Outcome")
+                               : "-");
+    }
+    char *want = review3_bill(id, 9000);
+    assert_int_equal(r.body_len, 9000);
+    assert_memory_equal(r.body, want, 9000);
+    free(want);
+    dss_response_free(&r);
+}
+
 /* ---- HTTP/1.1 pipelining --------------------------------------------------- */
 
 typedef struct {
@@ -829,6 +878,7 @@ int main(void) {
             test_D5_D6_kept_failure_follows_the_location_s3_reading),
         cmocka_unit_test(test_D6_local_fault_is_not_kept_for_another_location),
         cmocka_unit_test(test_D2_D5_ids_at_the_length_limits),
+        cmocka_unit_test(test_D6_one_location_timeout_is_not_kept_for_another),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
