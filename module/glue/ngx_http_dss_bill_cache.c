@@ -614,8 +614,8 @@ ngx_http_dss_bill_cache_merge(ngx_conf_t *cf,
  * clients (API key, Basic auth user, client certificate, object-store key:
  * an archive may answer each tenant with its own bill), that trust the
  * archive's certificate differently, or that check bills differently
- * (dss_bill_pdf_check, dss_bill_max_size) never share entries, nor the
- * failures kept for waiters. A digest: no credential goes into a file.
+ * (dss_bill_pdf_check, dss_bill_max_size, the timeouts, the reading of
+ * S3's 403) never share entries, nor the failures kept for waiters. A digest: no credential goes into a file.
  */
 
 static void
@@ -666,6 +666,12 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
                                sizeof(conf->upstream_redirects));
     ngx_http_dss_bill_md5_part(&md5, &conf->pdf_check, sizeof(conf->pdf_check));
     ngx_http_dss_bill_md5_part(&md5, &conf->max_size, sizeof(conf->max_size));
+
+    /* how long it waits: a failure kept for waiters is its timeout's */
+    ngx_http_dss_bill_md5_part(&md5, &conf->upstream_connect_timeout,
+                               sizeof(conf->upstream_connect_timeout));
+    ngx_http_dss_bill_md5_part(&md5, &conf->upstream_timeout,
+                               sizeof(conf->upstream_timeout));
 
     /* an object store's key: who asks (the key id), not its secret */
 
