@@ -134,6 +134,7 @@ static const char *const config =
     "    location /patient/ {\n"
     "        dss_bill;\n"
     "        dss_bill_upstream http://127.0.0.1:%1$d/w/$dss_bill_id;\n"
+    "        dss_bill_upstream_connect_timeout 1s;\n"
     "        dss_bill_upstream_timeout 20s;\n"
     "        dss_bill_upstream_health_url off;\n"
     "        dss_bill_cache r3;\n"
