@@ -681,6 +681,12 @@ ngx_http_dss_bill_cache_identity(ngx_conf_t *cf,
         ngx_http_dss_bill_md5_part(&md5, s3->access_key_id,
                                    ngx_strlen(s3->access_key_id));
 
+        /* where it signs for: a wrong region's 403, kept for waiters, must
+         * not answer a location that signs right (D6) */
+        ngx_http_dss_bill_md5_part(&md5, s3->region, ngx_strlen(s3->region));
+        ngx_http_dss_bill_md5_part(&md5, s3->service,
+                                   ngx_strlen(s3->service));
+
         /* and how it reads S3's answers: a failure kept for waiters is
          * one location's 404 and the other's 500 (D5, D6) */
         ngx_http_dss_bill_md5_part(&md5, &s3->access_denied_is_missing,

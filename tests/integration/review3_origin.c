@@ -129,7 +129,7 @@ static void send_gzip(int fd, const char *id) {
     free(pdf);
 }
 
-static void serve(conn *c, const char *id) {
+static void serve(conn *c, const char *id, const char *head) {
     int fd = c->fd;
     size_t size = 0;
     char tag[128];
@@ -297,6 +297,30 @@ static void serve(conn *c, const char *id) {
         free(body);
         return;
     }
+    /* an object store that checks the signature's scope: only a request
+     * signed for eu-west-1 gets the bill; any other region, a 403 */
+    if (sscanf(id, "s3region-%zu-%127s", &size, tag) == 2) {
+        if (strstr(head, "/eu-west-1/s3/aws4_request") != NULL) {
+            body = review3_bill(id, size);
+            if (body == NULL) {
+                return;
+            }
+            head_ok(fd, (long long)size, "");
+            put(fd, body, size);
+            free(body);
+            return;
+        }
+        static const char mismatch[] =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+            "SignatureDoesNotMatch</Code></Error>";
+        char h[512];
+        snprintf(h, sizeof(h),
+                 "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml"
+                 "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 sizeof(mismatch) - 1, mismatch);
+        puts_(fd, h);
+        return;
+    }
     if (strncmp(id, "s3denied-", 9) == 0) {
         static const char xml[] =
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
@@ -354,7 +378,7 @@ static void *connection_main(void *arg) {
             *q = '\0';
         }
         char *last = strrchr(path, '/');
-        serve(c, last ? last + 1 : path);
+        serve(c, last ? last + 1 : path, head);
     }
     shutdown(c->fd, SHUT_WR);
     close(c->fd);

@@ -107,6 +107,24 @@ static const char *const config =
     "        dss_bill_upstream_health_url off;\n"
     "        dss_bill_cache r3;\n"
     "    }\n"
+    /* one bucket, one key, one cache; signed for two regions: only
+     * eu-west-1 is the bucket's */
+    "    location /s3east/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bucket/$dss_bill_id;\n"
+    "        dss_bill_upstream_s3 region=us-east-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
+    "    location /s3west/ {\n"
+    "        dss_bill;\n"
+    "        dss_bill_upstream http://127.0.0.1:%1$d/bucket/$dss_bill_id;\n"
+    "        dss_bill_upstream_s3 region=eu-west-1;\n"
+    "        dss_bill_upstream_s3_credentials @PREFIX@/aws/credentials;\n"
+    "        dss_bill_upstream_health_url off;\n"
+    "        dss_bill_cache r3;\n"
+    "    }\n"
     /* one archive through one cache; one location cannot buffer a large
      * bill (its temporary folder is not writable: a local fault) */
     "    location /tmpbad/ {\n"
@@ -574,6 +592,31 @@ static void test_D5_D6_kept_failure_follows_the_location_s3_reading(
     }
 }
 
+/* D6: a failure kept for a moment in the keys zone answers only requests
+ * signed the same way: one location signs for the wrong region (the store's
+ * 403, a 500), the other, asked right after for the same object through
+ * the same cache, signs for the bucket's region and gets the bill. */
+static void test_D6_kept_failure_follows_the_signing_region(void **state) {
+    (void)state;
+    const size_t size = 2048;
+    dss_response r = dss_get(&nginx, "/s3east/download/s3region-2048-a");
+    assert_int_equal(r.status, 500);
+    dss_response_free(&r);
+
+    r = dss_get(&nginx, "/s3west/download/s3region-2048-a");
+    if (r.status != 200) {
+        fail_msg("the location signing for the bucket's region answered %ld "
+                 "(%s)", r.status,
+                 dss_header(&r, "X-Outcome") ? dss_header(&r, "X-Outcome")
+                                             : "-");
+    }
+    char *want = review3_bill("s3region-2048-a", size);
+    assert_int_equal(r.body_len, size);
+    assert_memory_equal(r.body, want, size);
+    free(want);
+    dss_response_free(&r);
+}
+
 /* D6, D9: a fault of one location's own (it cannot buffer the bill) is not
  * the archive's answer: it is not kept for the other location that reads
  * the same bill through the same cache, which fetches and serves it. */
@@ -877,6 +920,7 @@ int main(void) {
         cmocka_unit_test(test_D9_pipelined_requests_each_get_their_own_bill),
         cmocka_unit_test(
             test_D5_D6_kept_failure_follows_the_location_s3_reading),
+        cmocka_unit_test(test_D6_kept_failure_follows_the_signing_region),
         cmocka_unit_test(test_D6_local_fault_is_not_kept_for_another_location),
         cmocka_unit_test(test_D2_D5_ids_at_the_length_limits),
         cmocka_unit_test(test_D6_one_location_timeout_is_not_kept_for_another),
