@@ -39,12 +39,39 @@ namespace dss_bill {
 // refused, since the two readings would give two different bills.
 struct Framing {
     int content_lengths = 0;
+    bool length_not_a_number = false; // "10, 20", "+10", "": read as what?
     bool chunked = false;
 
     bool ambiguous() const {
-        return content_lengths > 1 || (chunked && content_lengths > 0);
+        return content_lengths > 1 || length_not_a_number ||
+               (chunked && content_lengths > 0);
     }
 };
+
+// A Content-Length line's value is one decimal number, nothing else (RFC
+// 9110, 8.6): a list, even of equal values, or a sign, is refused rather
+// than read one way here and another way elsewhere.
+bool length_is_one_number(std::string_view line) {
+    std::string_view value = line.substr(line.find(':') + 1);
+    auto blank = [](char c) {
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    };
+    while (!value.empty() && blank(value.front())) {
+        value.remove_prefix(1);
+    }
+    while (!value.empty() && blank(value.back())) {
+        value.remove_suffix(1);
+    }
+    if (value.empty() || value.size() > 18) {
+        return false;
+    }
+    for (char c : value) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+    }
+    return true;
+}
 
 } // namespace dss_bill
 
@@ -143,6 +170,9 @@ size_t on_header(char *data, size_t size, size_t nmemb,
         fetch->framing = dss_bill::Framing{};
     } else if (header_is(line, "content-length")) {
         fetch->framing.content_lengths++;
+        if (!dss_bill::length_is_one_number(line)) {
+            fetch->framing.length_not_a_number = true;
+        }
     } else if (header_is(line, "transfer-encoding")) {
         fetch->framing.chunked = true;
     }
@@ -487,7 +517,10 @@ dss_bill_outcome dss_bill_fetch_finish(dss_bill_fetch *fetch, int result) {
     }
     if (fetch->framing.ambiguous()) {
         std::snprintf(fetch->detail, sizeof(fetch->detail),
-                      "%d Content-Length headers%s", fetch->framing.content_lengths,
+                      "%d Content-Length headers%s%s",
+                      fetch->framing.content_lengths,
+                      fetch->framing.length_not_a_number ? ", not one number"
+                                                         : "",
                       fetch->framing.chunked ? " and chunked" : "");
         return DSS_BILL_UPSTREAM_FRAMING; // D8
     }

@@ -451,6 +451,21 @@ static int respond(connection *c, const char *path, const char *request) {
                  FAULT_ORIGIN_FRAMED_SIZE, FAULT_ORIGIN_FRAMED_SIZE);
         send_framed(fd, head, path + 17);
         return 0;
+    } else if (strncmp(path, "/list-length-", 13) == 0) {
+        /* one line, two lengths: the body is complete for the first */
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: %d, %d\r\nConnection: close\r\n\r\n",
+                 FAULT_ORIGIN_FRAMED_SIZE, 2 * FAULT_ORIGIN_FRAMED_SIZE);
+        send_framed(fd, head, path + 13);
+        return 0;
+    } else if (strncmp(path, "/signed-length-", 15) == 0) {
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                 "Content-Length: +%d\r\nConnection: close\r\n\r\n",
+                 FAULT_ORIGIN_FRAMED_SIZE);
+        send_framed(fd, head, path + 15);
+        return 0;
     } else if (strncmp(path, "/cl-chunked-", 12) == 0) {
         char *bill = fault_origin_bill(path + 12, FAULT_ORIGIN_FRAMED_SIZE);
         snprintf(head, sizeof(head),

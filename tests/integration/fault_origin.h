@@ -44,6 +44,9 @@
  *   /dup-length-<id>     Content-Length: 20000 and Content-Length: 10, then
  *                        the 20000 bytes
  *   /dup-same-length-<id> Content-Length: 20000 twice, then the 20000 bytes
+ *   /list-length-<id>    Content-Length: 20000, 40000 (one line), then the
+ *                        20000 bytes
+ *   /signed-length-<id>  Content-Length: +20000, then the 20000 bytes
  *   /cl-chunked-<id>     Content-Length: 20000 and Transfer-Encoding:
  *                        chunked, the 20000 bytes chunked
  *   /redirect-other-<id> 302 to http://localhost:<port>/record-<id> (another

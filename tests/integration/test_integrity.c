@@ -1114,6 +1114,13 @@ test_D8_truncated_or_ambiguous_archive_framing_is_500(void **state) {
                    "archive response framing is ambiguous");
     expect_failure(&nginx, "/fault/download/cl-chunked-f4", 500,
                    "archive response framing is ambiguous");
+    /* one Content-Length line holding a list, or a signed number: whoever
+     * reads "20000, 40000" or "+20000" as 20000 serves a bill another
+     * reader would call cut short */
+    expect_failure(&nginx, "/fault/download/list-length-f6", 500,
+                   "archive response framing is ambiguous");
+    expect_failure(&nginx, "/fault/download/signed-length-f7", 500,
+                   "archive response framing is ambiguous");
 
     /* a complete close-delimited body stays a 200 */
     blob pdf = {(char *)fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE};
