@@ -284,6 +284,8 @@ void ngx_http_dss_bill_decided(ngx_http_request_t *r,
     dss_bill_outcome outcome, off_t size);
 void ngx_http_dss_bill_set_source(ngx_http_request_t *r,
     dss_bill_source source);
+void ngx_http_dss_bill_metrics_worker_start(ngx_cycle_t *cycle);
+void ngx_http_dss_bill_metrics_worker_exit(ngx_cycle_t *cycle);
 void ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r);
 void ngx_http_dss_bill_count_cache(ngx_http_request_t *r,
     dss_bill_cache_event event);

@@ -14,14 +14,28 @@
 
 
 #define NGX_HTTP_DSS_BILL_METRICS_ZONE_SIZE  (128 * 1024)
+#define NGX_HTTP_DSS_BILL_FLIGHT_SLOTS       64
 #define NGX_HTTP_DSS_BILL_METRICS_MAGIC                                      \
-    (0x4453534d00000000ULL + DSS_BILL_M_COUNT)   /* "DSSM" and the layout */
+    (0x4453534d00000000ULL + (NGX_HTTP_DSS_BILL_FLIGHT_SLOTS << 20)         \
+     + DSS_BILL_M_COUNT)                           /* "DSSM" and the layout */
+
+
+/*
+ * A worker's fetches in flight, in a slot of its own: a worker that dies
+ * mid-fetch (killed, crashed) takes its count with it instead of leaving
+ * the gauge high for good.
+ */
+typedef struct {
+    ngx_atomic_t                  pid;           /* 0: free */
+    ngx_atomic_t                  in_flight;
+} ngx_http_dss_bill_flight_slot_t;
 
 
 /* The zone's content: the core's counter layout, as atomics. */
 typedef struct {
-    uint64_t                      magic;
-    ngx_atomic_t                  values[DSS_BILL_M_COUNT];
+    uint64_t                         magic;
+    ngx_atomic_t                     values[DSS_BILL_M_COUNT];
+    ngx_http_dss_bill_flight_slot_t  flights[NGX_HTTP_DSS_BILL_FLIGHT_SLOTS];
 } ngx_http_dss_bill_counters_t;
 
 
@@ -31,6 +45,11 @@ static ngx_int_t ngx_http_dss_bill_metrics_log(ngx_http_request_t *r);
 static ngx_int_t ngx_http_dss_bill_metrics_handler(ngx_http_request_t *r);
 static ngx_http_dss_bill_counters_t *ngx_http_dss_bill_counters(
     ngx_http_request_t *r);
+
+
+/* this worker's slot (per process, as nginx's lifecycle goes): its fetches
+ * in flight, or the zone's shared count when every slot was taken */
+static ngx_atomic_t  *ngx_http_dss_bill_in_flight;
 
 
 static ngx_str_t  ngx_http_dss_bill_metrics_zone_name =
@@ -49,8 +68,7 @@ static ngx_str_t  ngx_http_dss_bill_cache_control = ngx_string("Cache-Control");
 void
 ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r)
 {
-    ngx_http_dss_bill_ctx_t       *ctx;
-    ngx_http_dss_bill_counters_t  *counters;
+    ngx_http_dss_bill_ctx_t  *ctx;
 
     ctx = ngx_http_dss_bill_ctx(r);
 
@@ -62,11 +80,8 @@ ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r)
     ctx->archive_start = ngx_current_msec;
     ctx->fetching = 1;
 
-    counters = ngx_http_dss_bill_counters(r);
-
-    if (counters) {
-        (void) ngx_atomic_fetch_add(
-                      &counters->values[DSS_BILL_M_FETCHES_IN_FLIGHT], 1);
+    if (ngx_http_dss_bill_in_flight) {
+        (void) ngx_atomic_fetch_add(ngx_http_dss_bill_in_flight, 1);
     }
 }
 
@@ -98,14 +113,15 @@ ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
     ctx->archive_status = fetch ? (ngx_uint_t) dss_bill_fetch_status(fetch)
                                 : 0;
 
+    if (ngx_http_dss_bill_in_flight) {
+        (void) ngx_atomic_fetch_add(ngx_http_dss_bill_in_flight, -1);
+    }
+
     counters = ngx_http_dss_bill_counters(r);
 
     if (counters == NULL) {
         return;
     }
-
-    (void) ngx_atomic_fetch_add(
-                  &counters->values[DSS_BILL_M_FETCHES_IN_FLIGHT], -1);
 
     if (observe) {
         (void) ngx_atomic_fetch_add(
@@ -114,6 +130,111 @@ ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
         (void) ngx_atomic_fetch_add(
                       &counters->values[DSS_BILL_M_FETCH_SUM_MS], ms);
     }
+}
+
+
+/*
+ * A worker takes a slot for its fetches in flight: a free one, or one whose
+ * worker is gone (it died with fetches in flight: they ended with it).
+ */
+
+void
+ngx_http_dss_bill_metrics_worker_start(ngx_cycle_t *cycle)
+{
+    ngx_pid_t                         pid;
+    ngx_uint_t                        i;
+    ngx_http_dss_bill_counters_t     *counters;
+    ngx_http_dss_bill_main_conf_t    *dmcf;
+    ngx_http_dss_bill_flight_slot_t  *slot;
+
+    ngx_http_dss_bill_in_flight = NULL;
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_dss_bill_module);
+    if (dmcf == NULL || dmcf->metrics_zone == NULL
+        || dmcf->metrics_zone->data == NULL)
+    {
+        return;
+    }
+
+    counters = dmcf->metrics_zone->data;
+
+    for (i = 0; i < NGX_HTTP_DSS_BILL_FLIGHT_SLOTS; i++) {
+        slot = &counters->flights[i];
+        pid = (ngx_pid_t) slot->pid;
+
+        if (pid != 0 && (kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH)) {
+            continue;                               /* a live worker's */
+        }
+
+        if (ngx_atomic_cmp_set(&slot->pid, (ngx_atomic_uint_t) pid,
+                               (ngx_atomic_uint_t) ngx_pid))
+        {
+            slot->in_flight = 0;
+            ngx_http_dss_bill_in_flight = &slot->in_flight;
+            return;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                  "dss_bill: all %d metrics slots for fetches in flight are "
+                  "taken (workers of many reloads still running); this "
+                  "worker counts in the shared one",
+                  NGX_HTTP_DSS_BILL_FLIGHT_SLOTS);
+
+    ngx_http_dss_bill_in_flight =
+                         &counters->values[DSS_BILL_M_FETCHES_IN_FLIGHT];
+}
+
+
+/* An exiting worker gives its slot back (its fetches ended before). */
+
+void
+ngx_http_dss_bill_metrics_worker_exit(ngx_cycle_t *cycle)
+{
+    ngx_http_dss_bill_flight_slot_t  *slot;
+
+    if (ngx_http_dss_bill_in_flight == NULL) {
+        return;
+    }
+
+    slot = (ngx_http_dss_bill_flight_slot_t *)
+           ((u_char *) ngx_http_dss_bill_in_flight
+            - offsetof(ngx_http_dss_bill_flight_slot_t, in_flight));
+
+    ngx_http_dss_bill_in_flight = NULL;
+
+    if (slot->pid == (ngx_atomic_uint_t) ngx_pid) {
+        slot->in_flight = 0;
+        (void) ngx_atomic_cmp_set(&slot->pid, (ngx_atomic_uint_t) ngx_pid, 0);
+    }
+}
+
+
+/* The fetches in flight now: the live workers' slots, and the shared one. */
+
+static uint64_t
+ngx_http_dss_bill_in_flight_now(ngx_http_dss_bill_counters_t *counters)
+{
+    int64_t                           sum;
+    ngx_pid_t                         pid;
+    ngx_uint_t                        i;
+    ngx_http_dss_bill_flight_slot_t  *slot;
+
+    sum = (int64_t) counters->values[DSS_BILL_M_FETCHES_IN_FLIGHT];
+
+    for (i = 0; i < NGX_HTTP_DSS_BILL_FLIGHT_SLOTS; i++) {
+        slot = &counters->flights[i];
+        pid = (ngx_pid_t) slot->pid;
+
+        if (pid == 0 || (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH)) {
+            continue;                               /* a dead worker's */
+        }
+
+        sum += (int64_t) slot->in_flight;
+    }
+
+    return (uint64_t) sum;
 }
 
 
@@ -447,6 +568,9 @@ ngx_http_dss_bill_metrics_handler(ngx_http_request_t *r)
     for (i = 0; i < DSS_BILL_M_COUNT; i++) {
         values[i] = counters->values[i];
     }
+
+    values[DSS_BILL_M_FETCHES_IN_FLIGHT] =
+                                 ngx_http_dss_bill_in_flight_now(counters);
 
     /* the sources as this worker's probes see them (what its health
      * route answers from) */

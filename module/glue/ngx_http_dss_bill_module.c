@@ -661,6 +661,8 @@ ngx_http_dss_bill_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_dss_bill_metrics_worker_start(cycle);
+
     if (dmcf->uses_curl
         && ngx_http_dss_bill_curl_init(cycle, dmcf->upstream_memory) != NGX_OK)
     {
@@ -687,4 +689,6 @@ ngx_http_dss_bill_exit_process(ngx_cycle_t *cycle)
     if (dmcf->uses_curl) {
         ngx_http_dss_bill_curl_exit(cycle);
     }
+
+    ngx_http_dss_bill_metrics_worker_exit(cycle);
 }

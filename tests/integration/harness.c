@@ -1140,3 +1140,48 @@ void dss_response_free(dss_response *r) {
     r->body = NULL;
     r->body_len = 0;
 }
+
+int dss_nginx_worker_pids(const dss_nginx *n, pid_t *pids, int max) {
+    int count = 0;
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) {
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
+            continue;
+        }
+        char path[300], stat[512], cmd[256];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        size_t got = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[got] = '\0';
+        /* after the name in parentheses: the state, then the parent */
+        const char *p = strrchr(stat, ')');
+        char st;
+        int ppid;
+        if (!p || sscanf(p + 1, " %c %d", &st, &ppid) != 2 ||
+            ppid != (int)n->pid || st == 'Z') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        got = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        cmd[got] = '\0';
+        if (strstr(cmd, "worker process") && !strstr(cmd, "shutting down") &&
+            count < max) {
+            pids[count++] = (pid_t)atoi(e->d_name);
+        }
+    }
+    closedir(proc);
+    return count;
+}

@@ -174,6 +174,10 @@ void dss_response_free(dss_response *r);
 /* Reads a whole file; returns a malloc'd buffer and its length. */
 char *dss_read_file(const char *path, size_t *len);
 
+/* The pids of nginx's worker processes now (children of the master named
+ * "worker process", not shutting down); at most max. Returns the count. */
+int dss_nginx_worker_pids(const dss_nginx *n, pid_t *pids, int max);
+
 /* ---- test program result ----------------------------------------------------
  */
 

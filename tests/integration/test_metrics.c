@@ -12,7 +12,9 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -538,6 +540,103 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     check_logs("r2");
 }
 
+typedef struct {
+    char target[64];
+    long timeout_ms;
+    dss_response response;
+} held_fetch;
+
+static void *held_fetch_main(void *arg) {
+    held_fetch *h = arg;
+    dss_request_options o = {0};
+    o.plain_http = 1;
+    o.timeout_ms = h->timeout_ms ? h->timeout_ms : 60000;
+    h->response = dss_request(&nginx, h->target, &o);
+    return NULL;
+}
+
+/* Polls until the in-flight gauge reads want; returns the last scrape. */
+static char *await_in_flight(long long want) {
+    long long deadline = dss_now_ms() + 20000;
+    for (;;) {
+        char *text = scrape();
+        if (series(text, "dss_bill_archive_fetches_in_flight") == want) {
+            return text;
+        }
+        if (dss_now_ms() > deadline) {
+            fail_msg("fetches in flight: %lld, expected %lld\n%s",
+                     series(text, "dss_bill_archive_fetches_in_flight"), want,
+                     text);
+        }
+        free(text);
+        dss_poll_pause();
+    }
+}
+
+/* Fetches in flight are counted while they last, and a worker killed in
+ * the middle of them (SIGKILL, as a crash) takes its count with it: the
+ * gauge goes back to 0 once nginx has replaced the worker, instead of
+ * staying high for good (an alert that never clears); the replacement
+ * counts its own fetches (D6). */
+static void test_D6_in_flight_gauge_after_a_killed_worker(void **state) {
+    (void)state;
+    enum { HELD = 3 };
+    held_fetch held[HELD];
+    pthread_t threads[HELD];
+    for (int i = 0; i < HELD; i++) {
+        memset(&held[i], 0, sizeof(held[i]));
+        /* headers and 1000 of 1 MB, then silence: in flight for 20 s */
+        snprintf(held[i].target, sizeof(held[i].target),
+                 "/dss/arch/download/stall-killed%d", i);
+        assert_int_equal(
+            pthread_create(&threads[i], NULL, held_fetch_main, &held[i]), 0);
+    }
+    free(await_in_flight(HELD));
+
+    /* every worker killed; their "exited on signal 9" alerts expected */
+    static char allowed_text[8][80];
+    static const char *allowed[9];
+    pid_t workers[8];
+    int count = dss_nginx_worker_pids(&nginx, workers, 8);
+    assert_true(count >= 1);
+    for (int i = 0; i < count; i++) {
+        snprintf(allowed_text[i], sizeof(allowed_text[i]),
+                 "worker process %d exited on signal 9", (int)workers[i]);
+        allowed[i] = allowed_text[i];
+    }
+    allowed[count] = NULL;
+    nginx.allowed_alerts = allowed;
+    for (int i = 0; i < count; i++) {
+        assert_int_equal(kill(workers[i], SIGKILL), 0);
+    }
+
+    /* their clients lose the connection: no answer, certainly no 200 */
+    for (int i = 0; i < HELD; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_not_equal(held[i].response.status, 200);
+        dss_response_free(&held[i].response);
+    }
+
+    free(await_in_flight(0));
+
+    /* the new workers count their own: one more held fetch shows as 1 */
+    held_fetch again;
+    pthread_t thread;
+    memset(&again, 0, sizeof(again));
+    snprintf(again.target, sizeof(again.target),
+             "/dss/arch/download/stall-after-kill");
+    again.timeout_ms = 4000;
+    assert_int_equal(pthread_create(&thread, NULL, held_fetch_main, &again),
+                     0);
+    free(await_in_flight(1));
+    /* the client gives up after 4 s (the archive timeout is 20 s): its
+     * fetch is cancelled, and the gauge is 0 again */
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_not_equal(again.response.status, 200);
+    dss_response_free(&again.response);
+    free(await_in_flight(0));
+}
+
 /* The endpoint is an ordinary location: its type is Prometheus' text
  * format, and allow/deny and auth_basic guard it. */
 static void test_T3_endpoint_format_and_access_control(void **state) {
@@ -644,6 +743,7 @@ int main(void) {
         cmocka_unit_test(test_D6_counters_exact_across_workers_and_reload),
         cmocka_unit_test(test_T3_endpoint_format_and_access_control),
         cmocka_unit_test(test_config_errors_and_zone_size),
+        cmocka_unit_test(test_D6_in_flight_gauge_after_a_killed_worker),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -670,48 +670,6 @@ static void test_D9_cache_folder_changed_under_load(void **state) {
 
 /* ---- reload and a worker told to quit, downloads in flight ---------------- */
 
-static int worker_pids(pid_t *pids, int max) {
-    int count = 0;
-    DIR *proc = opendir("/proc");
-    assert_non_null(proc);
-    struct dirent *e;
-    while ((e = readdir(proc)) != NULL) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
-            continue;
-        }
-        char path[300], stat[512], cmd[256];
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL) {
-            continue;
-        }
-        size_t got = fread(stat, 1, sizeof(stat) - 1, f);
-        fclose(f);
-        stat[got] = '\0';
-        const char *p = strrchr(stat, ')');
-        char st;
-        int ppid;
-        if (!p || sscanf(p + 1, " %c %d", &st, &ppid) != 2 ||
-            ppid != (int)nginx.pid || st == 'Z') {
-            continue;
-        }
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL) {
-            continue;
-        }
-        got = fread(cmd, 1, sizeof(cmd) - 1, f);
-        fclose(f);
-        cmd[got] = '\0';
-        if (strstr(cmd, "worker process") && !strstr(cmd, "shutting down") &&
-            count < max) {
-            pids[count++] = (pid_t)atoi(e->d_name);
-        }
-    }
-    closedir(proc);
-    return count;
-}
-
 static int lifecycle_held;
 static long long lifecycle_wait;
 
@@ -793,7 +751,7 @@ static void test_T6_reload_and_worker_quit_with_downloads_in_flight(
             lifecycle_wait = now - phase_at;
             /* a worker told to quit gracefully, then a reload */
             pid_t w[8];
-            int nw = worker_pids(w, 8);
+            int nw = dss_nginx_worker_pids(&nginx, w, 8);
             assert_true(nw >= 1);
             assert_int_equal(kill(w[0], SIGQUIT), 0);
             assert_int_equal(dss_nginx_signal(&nginx, SIGHUP), 0);
