@@ -344,7 +344,10 @@ dss_bill_outcome outcome_of_status(long status) {
     if (status == 404 || status == 410) {
         return DSS_BILL_UPSTREAM_NOT_FOUND;
     }
-    if (status >= 300 && status < 400) {
+    // a redirect points elsewhere; 300, 304 (never asked for: no
+    // conditional request is sent) and 305 do not: unexpected statuses
+    if (status == 301 || status == 302 || status == 303 || status == 307 ||
+        status == 308) {
         return DSS_BILL_UPSTREAM_REDIRECT;
     }
     return DSS_BILL_UPSTREAM_STATUS;
