@@ -144,6 +144,25 @@ static int free_port(void) {
     return port;
 }
 
+int dss_closed_port(int *fd) {
+    /* no SO_REUSEADDR: no other socket can bind the port while this one is
+     * bound */
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (*fd < 0 || bind(*fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        getsockname(*fd, (struct sockaddr *)&addr, &len) != 0) {
+        if (*fd >= 0) {
+            close(*fd);
+        }
+        *fd = -1;
+        return -1;
+    }
+    return ntohs(addr.sin_port);
+}
+
 /* Replaces every @PREFIX@ and @PORT@; returns a malloc'd string. */
 static char *expand(const dss_nginx *n, const char *text) {
     char port[16], port2[16];
@@ -492,6 +511,15 @@ static int accepts_connections(int port) {
 
 static void stop_master(dss_nginx *n, int judge);
 
+/* Does <prefix>/nginx.pid name the master started last? */
+static int pid_file_names(const dss_nginx *n) {
+    size_t len;
+    char *text = dss_read_file(dss_path(n, "nginx.pid"), &len);
+    int named = text && atol(text) == (long)n->pid;
+    free(text);
+    return named;
+}
+
 static void print_file(const char *path) {
     size_t len;
     char *text = dss_read_file(path, &len);
@@ -526,8 +554,12 @@ int dss_nginx_start(dss_nginx *n, const char *http_block) {
             }
             /* the workers inherit the socket from the master: a connect
              * succeeds once the master listens; the master only forks
-             * workers after every module has initialised */
-            if (accepts_connections(n->port)) {
+             * workers after every module has initialised. The pid file
+             * first: nginx writes it once all its sockets are bound; a
+             * connection accepted before may be another process's, one that
+             * took the port since free_port() (nginx then gives up binding
+             * after 2 s, and the loop above retries) */
+            if (pid_file_names(n) && accepts_connections(n->port)) {
                 if (sanitizer_runtime()) {
                     record_mappings(n->pid);
                 }

@@ -115,6 +115,14 @@ int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
 int dss_nginx_dump_config(dss_nginx *n, const char *http_block, char *out,
                           size_t out_size);
 
+/*
+ * A loopback port nothing listens on, and nothing can while *fd stays open:
+ * a socket bound to it, never listening (connections to it are refused).
+ * A port bound and closed again may be taken meanwhile by a server another
+ * test program starts. Returns the port (close *fd at the end), or -1.
+ */
+int dss_closed_port(int *fd);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 long long dss_now_ms(void);
 

@@ -25,6 +25,7 @@
 static dss_nginx nginx;
 static fault_origin origin;
 static int dead_port; /* nothing listens there */
+static int dead_fd = -1; /* keeps it so (dss_closed_port) */
 
 /* %1$d: the fault origin's port, %2$d: a closed port */
 static const char *const config =
@@ -231,11 +232,9 @@ static int setup(void **state) {
     assert_int_equal(mkdir(dss_path(&nginx, "locked"), 0), 0);
     assert_int_equal(mkdir(dss_path(&nginx, "notemp"), 0), 0);
 
-    /* a port nothing listens on: bound, then closed */
-    fault_origin probe;
-    assert_int_equal(fault_origin_start(&probe), 0);
-    dead_port = probe.port;
-    fault_origin_stop(&probe);
+    /* a port nothing listens on, held so until the teardown */
+    dead_port = dss_closed_port(&dead_fd);
+    assert_true(dead_port > 0);
 
     char *conf;
     assert_true(asprintf(&conf, config, origin.port, dead_port) > 0);
@@ -251,6 +250,10 @@ static int teardown(void **state) {
     chmod(dss_path(&nginx, "notemp"), 0755);
     dss_nginx_cleanup(&nginx);
     fault_origin_stop(&origin);
+    if (dead_fd >= 0) {
+        close(dead_fd);
+        dead_fd = -1;
+    }
     return 0;
 }
 
