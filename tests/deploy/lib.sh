@@ -8,6 +8,9 @@
 # Set DSS_KEEP_PREFIX=1 to keep the temporary folders for inspection.
 
 set -euo pipefail
+# What the tests create must be readable by nginx's workers ("nobody")
+# whatever the caller's umask (with 077 no bill could be served).
+umask 022
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}

@@ -89,6 +89,9 @@ static int run(const char *cmd) {
 
 int dss_nginx_prepare(dss_nginx *n) {
     memset(n, 0, sizeof(*n));
+    /* what the tests create must be readable by the workers (nobody)
+     * whatever the caller's umask (077 made every bill unreadable) */
+    umask(022);
     const char *tmp = getenv("TMPDIR");
     snprintf(n->prefix, sizeof(n->prefix), "%s/dss-bill-test-XXXXXX",
              tmp && *tmp ? tmp : "/tmp");

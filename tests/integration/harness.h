@@ -45,7 +45,8 @@ typedef struct {
  * Creates a temporary prefix (world-traversable, so that workers running as
  * "nobody" can read what tests put there) with a TLS certificate
  * (cert.pem, key.pem for 127.0.0.1) and an htpasswd file (user "dss",
- * password "secret"). Returns 0 or -1.
+ * password "secret"). Sets the process's umask to 022, so that what tests
+ * create is readable by the workers. Returns 0 or -1.
  */
 int dss_nginx_prepare(dss_nginx *n);
 
