@@ -514,10 +514,14 @@ static int accepts_connections(int port) {
 
 static void stop_master(dss_nginx *n, int judge);
 
-/* Does <prefix>/nginx.pid name the master started last? */
+/* Does <prefix>/nginx.pid name the master started last? (Its own path
+ * buffer: called in a loop, dss_path()'s ring would overwrite the paths a
+ * caller still holds.) */
 static int pid_file_names(const dss_nginx *n) {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/nginx.pid", n->prefix);
     size_t len;
-    char *text = dss_read_file(dss_path(n, "nginx.pid"), &len);
+    char *text = dss_read_file(path, &len);
     int named = text && atol(text) == (long)n->pid;
     free(text);
     return named;

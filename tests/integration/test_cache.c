@@ -1543,7 +1543,9 @@ static void test_cache_full_disk_still_serves_and_logs_rate_limited(
                 ns.reason);
         skip();
     }
-    const char *dir = dss_path(&nginx, "full");
+    /* a copy: dss_path()'s buffers are reused by the calls below */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", dss_path(&nginx, "full"));
     if (mount("dss-cache-test", dir, "tmpfs", MS_NOSUID | MS_NODEV,
               "size=512k,mode=0755") != 0) {
         fprintf(stderr, "SKIP: cannot mount a tmpfs on %s: %s\n", dir,
@@ -1554,7 +1556,7 @@ static void test_cache_full_disk_still_serves_and_logs_rate_limited(
     start_nginx();
 
     /* fill it up to the last byte */
-    char filler_path[PATH_MAX];
+    char filler_path[PATH_MAX + 16];
     snprintf(filler_path, sizeof(filler_path), "%s/filler", dir);
     int fd = open(filler_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
