@@ -30,6 +30,7 @@
 
 #include <curl/curl.h>
 
+#include "exposition.h"
 #include "harness.h"
 
 #define ACCESS_KEY "AKIAATTACKOBSKEY"
@@ -382,17 +383,6 @@ static char *scrape(void) {
     return text;
 }
 
-/* The value of the series whose line starts with "name{labels} ", or -1. */
-static long long series(const char *text, const char *head) {
-    size_t n = strlen(head);
-    for (const char *p = text; (p = strstr(p, head)) != NULL; p++) {
-        if ((p == text || p[-1] == '\n') && p[n] == ' ') {
-            return atoll(p + n + 1);
-        }
-    }
-    return -1;
-}
-
 /* The counters are bumped in the log phase, after the response went out:
  * poll until the series reaches want (bounded). */
 static long long await_series(const char *head, long long want) {
@@ -400,7 +390,7 @@ static long long await_series(const char *head, long long want) {
     long long deadline = dss_now_ms() + 5000;
     do {
         char *text = scrape();
-        v = series(text, head);
+        v = dss_series(text, head);
         free(text);
         if (v == want) {
             return v;
@@ -408,36 +398,6 @@ static long long await_series(const char *head, long long want) {
         dss_poll_pause();
     } while (dss_now_ms() < deadline);
     return v;
-}
-
-static long long requests_sum(const char *text) {
-    long long sum = 0;
-    for (const char *p = text;
-         (p = strstr(p, "\ndss_bill_requests_total{"));) {
-        p++;
-        const char *sp = strchr(p, ' ');
-        assert_non_null(sp);
-        sum += atoll(sp + 1);
-    }
-    return sum;
-}
-
-static void promtool_check(const char *text, const char *name) {
-    char *file, *cmd;
-    assert_true(asprintf(&file, "%s/%s", nginx.prefix, name) > 0);
-    dss_write_file(file, text, strlen(text));
-    assert_true(asprintf(&cmd, "promtool check metrics < '%s' 2>&1", file) > 0);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char out[4096];
-    size_t got = fread(out, 1, sizeof(out) - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    free(cmd);
-    free(file);
-    if (status != 0) {
-        fail_msg("promtool check metrics (status %d): %s", status, out);
-    }
 }
 
 #define DL_404 "dss_bill_requests_total{route=\"download\",status=\"404\"," \
@@ -456,8 +416,8 @@ static void promtool_check(const char *text, const char *name) {
 static void test_D5_error_page_404_is_still_counted(void **state) {
     (void)state;
     char *before = scrape();
-    long long b404 = series(before, DL_404);
-    long long bsum = requests_sum(before);
+    long long b404 = dss_series(before, DL_404);
+    long long bsum = dss_requests_sum(before);
     free(before);
 
     dss_response r = dss_get(&nginx, "/dss/ep/download/100000000999");
@@ -474,7 +434,7 @@ static void test_D5_error_page_404_is_still_counted(void **state) {
     long long after404 = await_series(DL_404, b404 + 2);
 
     char *after = scrape();
-    long long asum = requests_sum(after);
+    long long asum = dss_requests_sum(after);
     free(after);
     if (after404 != b404 + 2 || asum != bsum + 2) {
         fail_msg("two download 404s sent (one through error_page), the "
@@ -489,8 +449,8 @@ static void test_D5_error_page_404_is_still_counted(void **state) {
 static void test_D3_head_and_http2_counted_once_with_exact_bytes(void **state) {
     (void)state;
     char *before = scrape();
-    long long b200 = series(before, DL_200);
-    long long bbytes = series(before, ROOT_BYTES);
+    long long b200 = dss_series(before, DL_200);
+    long long bbytes = dss_series(before, ROOT_BYTES);
     free(before);
     assert_true(b200 >= 0 && bbytes >= 0);
 
@@ -501,7 +461,7 @@ static void test_D3_head_and_http2_counted_once_with_exact_bytes(void **state) {
     dss_response_free(&r);
     assert_int_equal(await_series(DL_200, b200 + 1), b200 + 1);
     char *mid = scrape();
-    assert_int_equal(series(mid, ROOT_BYTES), bbytes);
+    assert_int_equal(dss_series(mid, ROOT_BYTES), bbytes);
     free(mid);
 
     dss_request_options h2 = {.http2 = 1};
@@ -520,7 +480,7 @@ static void test_D3_head_and_http2_counted_once_with_exact_bytes(void **state) {
 static void test_D7_metrics_endpoint_other_methods(void **state) {
     (void)state;
     char *before = scrape();
-    long long bsum = requests_sum(before);
+    long long bsum = dss_requests_sum(before);
     free(before);
 
     static const char *const methods[] = {"POST", "PUT", "DELETE", "OPTIONS",
@@ -542,7 +502,7 @@ static void test_D7_metrics_endpoint_other_methods(void **state) {
     dss_response_free(&r);
 
     char *after = scrape();
-    assert_int_equal(requests_sum(after), bsum);
+    assert_int_equal(dss_requests_sum(after), bsum);
     free(after);
 }
 
@@ -555,7 +515,7 @@ static void test_T3_hostile_location_names_pass_promtool(void **state) {
                                  "\\\\o\\nt\te/\",source=\"root\"} 1\n"));
     assert_non_null(strstr(text, "dss_bill_source_up{location=\"/dss/r\xc3\xa9"
                                  "sum\xc3\xa9/\",source=\"root\"} 1\n"));
-    promtool_check(text, "hostile-names.txt");
+    dss_promtool_check(&nginx, text, "hostile-names.txt");
     free(text);
 }
 
@@ -697,7 +657,7 @@ static void test_D6_large_s3_error_answer_is_not_a_too_large_bill(
                     dss_error_log_count(&nginx, "too large");
     int store = dss_error_log_count(&nginx, "object store answered 403");
     char *text = scrape();
-    long long tl = series(text, "dss_bill_requests_total{route=\"download\","
+    long long tl = dss_series(text, "dss_bill_requests_total{route=\"download\","
                                 "status=\"500\",outcome=\"too_large\"}");
     free(text);
     if (too_large > 0 || store == 0 || tl > 0) {
@@ -752,9 +712,9 @@ static int leave_once_fetched(const char *target, int seen) {
 static void test_T5_client_gone_mid_fetch_counted_once(void **state) {
     (void)state;
     char *before = scrape();
-    long long gone = series(before, CLIENT_GONE);
-    long long fetches = series(before, FETCH_COUNT);
-    assert_int_equal(series(before, IN_FLIGHT), 0);
+    long long gone = dss_series(before, CLIENT_GONE);
+    long long fetches = dss_series(before, FETCH_COUNT);
+    assert_int_equal(dss_series(before, IN_FLIGHT), 0);
     free(before);
     assert_true(gone >= 0 && fetches >= 0);
 
@@ -768,7 +728,7 @@ static void test_T5_client_gone_mid_fetch_counted_once(void **state) {
     assert_int_equal(await_series(IN_FLIGHT, 0), 0);
     assert_int_equal(await_series(CLIENT_GONE, gone + 1), gone + 1);
     char *after = scrape();
-    assert_int_equal(series(after, FETCH_COUNT), fetches);
+    assert_int_equal(dss_series(after, FETCH_COUNT), fetches);
     free(after);
 }
 
@@ -807,7 +767,7 @@ static void test_T3_non_utf8_location_keeps_the_scrape_valid(void **state) {
     assert_int_equal(started, 0);
     assert_non_null(text);
     assert_non_null(strstr(text, "dss_bill_source_up{location=\"/factures/r"));
-    promtool_check(text, "latin1.txt");
+    dss_promtool_check(&nginx, text, "latin1.txt");
     free(text);
 }
 

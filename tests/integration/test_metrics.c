@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fault_origin.h"
+#include "exposition.h"
 #include "harness.h"
 
 static dss_nginx nginx;
@@ -268,29 +269,6 @@ static char *scrape(void) {
     return text;
 }
 
-/* The value of the series whose line starts with "name{labels} ", or -1. */
-static long long series(const char *text, const char *head) {
-    size_t n = strlen(head);
-    for (const char *p = text; (p = strstr(p, head)) != NULL; p++) {
-        if ((p == text || p[-1] == '\n') && p[n] == ' ') {
-            return atoll(p + n + 1);
-        }
-    }
-    return -1;
-}
-
-/* Sums every dss_bill_requests_total series. */
-static long long requests_sum(const char *text) {
-    long long sum = 0;
-    for (const char *p = text; (p = strstr(p, "\ndss_bill_requests_total{"));) {
-        p++;
-        const char *sp = strchr(p, ' ');
-        assert_non_null(sp);
-        sum += atoll(sp + 1);
-    }
-    return sum;
-}
-
 /* How many times the mix holds (route, status, outcome). */
 static int mix_count(const char *route, long status, const char *outcome) {
     int count = 0;
@@ -314,13 +292,13 @@ static char *requests_differ(const char *text, int rounds) {
         long long want =
             (long long)rounds * mix_count(mix[i].route, mix[i].status,
                                           mix[i].outcome);
-        long long got = series(text, head);
+        long long got = dss_series(text, head);
         if (got != want) {
             assert_true(asprintf(&diff, "%s: %lld, expected %lld", head, got,
                                  want) > 0);
         }
     }
-    long long total = requests_sum(text);
+    long long total = dss_requests_sum(text);
     if (!diff && total != (long long)rounds * (long long)MIX_COUNT) {
         assert_true(asprintf(&diff, "all requests: %lld, expected %lld", total,
                              (long long)rounds * (long long)MIX_COUNT) > 0);
@@ -335,7 +313,7 @@ static char *await_counters(int rounds) {
     for (;;) {
         char *text = scrape();
         char *diff = requests_differ(text, rounds);
-        if (!diff && series(text, "dss_bill_archive_fetches_in_flight") == 0) {
+        if (!diff && dss_series(text, "dss_bill_archive_fetches_in_flight") == 0) {
             return text;
         }
         if (dss_now_ms() > deadline) {
@@ -378,59 +356,39 @@ static void send_mix(const char *round) {
 /* The other counters after rounds of the mix. */
 static void check_other_counters(const char *text, int rounds) {
     /* D3: body bytes by source; HEAD sends none */
-    assert_int_equal(series(text, "dss_bill_response_bytes_total{source=\"root\"}"),
+    assert_int_equal(dss_series(text, "dss_bill_response_bytes_total{source=\"root\"}"),
                      (long long)rounds * ROOT_BILL_SIZE);
     assert_int_equal(
-        series(text, "dss_bill_response_bytes_total{source=\"archive\"}"),
+        dss_series(text, "dss_bill_response_bytes_total{source=\"archive\"}"),
         (long long)rounds * FAULT_ORIGIN_PDF_SIZE);
     /* every fetch that reached a verdict, none still counted in flight */
     assert_int_equal(
-        series(text, "dss_bill_archive_fetch_duration_seconds_count"),
+        dss_series(text, "dss_bill_archive_fetch_duration_seconds_count"),
         rounds * ROUND_FETCHES);
     assert_int_equal(
-        series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"+Inf\"}"),
+        dss_series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"+Inf\"}"),
         rounds * ROUND_FETCHES);
-    assert_int_equal(series(text, "dss_bill_archive_fetches_in_flight"), 0);
+    assert_int_equal(dss_series(text, "dss_bill_archive_fetches_in_flight"), 0);
     /* the timeouts alone took 1 s each; the fast ones are under 5 s */
     const char *sum = strstr(text, "\ndss_bill_archive_fetch_duration_seconds_sum ");
     assert_non_null(sum);
     double seconds = atof(strchr(sum + 1, ' ') + 1);
     assert_true(seconds >= 0.9 * rounds);
-    assert_true(series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"5\"}") >=
+    assert_true(dss_series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"5\"}") >=
                 rounds * (ROUND_FETCHES - 1));
     /* H3: the probes' verdicts */
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/bill/\",source=\"root\"}"), 1);
+        dss_series(text, "dss_bill_source_up{location=\"/dss/bill/\",source=\"root\"}"), 1);
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/down/\",source=\"root\"}"), 0);
+        dss_series(text, "dss_bill_source_up{location=\"/dss/down/\",source=\"root\"}"), 0);
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/arch/\",source=\"archive\"}"),
+        dss_series(text, "dss_bill_source_up{location=\"/dss/arch/\",source=\"archive\"}"),
         1);
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/dead/\",source=\"archive\"}"),
+        dss_series(text, "dss_bill_source_up{location=\"/dss/dead/\",source=\"archive\"}"),
         -1); /* no probe: no verdict */
-    assert_int_equal(series(text, "dss_bill_build_info{version=\"0.1.0\",nginx=\"1.22.1\"}"),
+    assert_int_equal(dss_series(text, "dss_bill_build_info{version=\"0.1.0\",nginx=\"1.22.1\"}"),
                      1);
-}
-
-/* promtool, from Debian's prometheus package, lints the exposition. */
-static void promtool_check(const char *text) {
-    char *file;
-    assert_true(asprintf(&file, "%s/exposition.txt", nginx.prefix) > 0);
-    dss_write_file(file, text, strlen(text));
-    char *cmd;
-    assert_true(asprintf(&cmd, "promtool check metrics < '%s' 2>&1", file) > 0);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char out[4096];
-    size_t got = fread(out, 1, sizeof(out) - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    if (status != 0) {
-        fail_msg("promtool check metrics (status %d): %s", status, out);
-    }
-    free(cmd);
-    free(file);
 }
 
 /* Each request's line in the access log shows its outcome through the
@@ -515,7 +473,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     char *text = scrape();
     /* from the first scrape: every outcome's series, at 0 */
     assert_null(requests_differ(text, 0));
-    assert_int_equal(series(text, "dss_bill_requests_total{route=\"download\","
+    assert_int_equal(dss_series(text, "dss_bill_requests_total{route=\"download\","
                                   "status=\"500\",outcome=\"archive_tls\"}"),
                      0);
     free(text);
@@ -526,7 +484,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     assert_int_equal(workers_served(), 2);
     text = await_counters(1);
     check_other_counters(text, 1);
-    promtool_check(text);
+    dss_promtool_check(&nginx, text, "exposition.txt");
     free(text);
     check_logs("r1");
 
@@ -536,7 +494,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     assert_int_equal(workers_served(), 4);
     text = await_counters(2);
     check_other_counters(text, 2);
-    promtool_check(text);
+    dss_promtool_check(&nginx, text, "exposition.txt");
     free(text);
     check_logs("r2");
 }
