@@ -12,11 +12,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -145,6 +147,41 @@ static int free_port(void) {
     }
     close(fd);
     return port;
+}
+
+size_t dss_read_request_head(int fd, char *head, size_t cap,
+                             int timeout_ms) {
+    size_t got = 0;
+    head[0] = '\0';
+    while (got + 1 < cap && strstr(head, "\r\n\r\n") == NULL) {
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        if (poll(&q, 1, timeout_ms) <= 0) {
+            break;
+        }
+        ssize_t r = recv(fd, head + got, cap - 1 - got, 0);
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+        head[got] = '\0';
+    }
+    return got;
+}
+
+int dss_bind_file_over(const char *target, const char *text) {
+    char path[] = "/tmp/dss-bind-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fchmod(fd, 0644) == 0;
+    close(fd);
+    ok = ok && mount(path, target, NULL, MS_BIND, NULL) == 0;
+    int saved = errno;
+    unlink(path); /* the mount keeps the file alive */
+    errno = saved;
+    return ok ? 0 : -1;
 }
 
 int dss_closed_port(int *fd) {

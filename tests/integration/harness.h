@@ -124,6 +124,22 @@ int dss_nginx_dump_config(dss_nginx *n, const char *http_block, char *out,
  */
 int dss_closed_port(int *fd);
 
+/*
+ * Reads an HTTP request head from fd into head (cap bytes with the NUL):
+ * until the blank line after the headers, the end of the stream, a pause of
+ * timeout_ms, or a full buffer. Returns the bytes read; head is a string.
+ * For the scripted servers of the tests.
+ */
+size_t dss_read_request_head(int fd, char *head, size_t cap,
+                             int timeout_ms);
+
+/*
+ * Writes text to a new temporary file (0644) and binds it over target (a
+ * file): for a process in a private mount namespace (unshare). 0, or -1
+ * with errno.
+ */
+int dss_bind_file_over(const char *target, const char *text);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 long long dss_now_ms(void);
 

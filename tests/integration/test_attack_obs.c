@@ -119,20 +119,7 @@ static void *evil_serve(void *arg) {
             continue;
         }
         char head[16384];
-        size_t got = 0;
-        head[0] = '\0';
-        while (got + 1 < sizeof(head) && strstr(head, "\r\n\r\n") == NULL) {
-            struct pollfd q = {.fd = c, .events = POLLIN};
-            if (poll(&q, 1, 5000) <= 0) {
-                break;
-            }
-            ssize_t r = recv(c, head + got, sizeof(head) - 1 - got, 0);
-            if (r <= 0) {
-                break;
-            }
-            got += (size_t)r;
-            head[got] = '\0';
-        }
+        dss_read_request_head(c, head, sizeof(head), 5000);
         pthread_mutex_lock(&evil.lock);
         snprintf(evil.last, sizeof(evil.last), "%s", head);
         evil.requests++;
