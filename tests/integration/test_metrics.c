@@ -391,56 +391,87 @@ static void check_other_counters(const char *text, int rounds) {
                      1);
 }
 
-/* Each request's line in the access log shows its outcome through the
- * variables, and each failure has its reason in the error log (D6). */
-static void check_logs(const char *round) {
-    size_t len;
-    char *log = dss_read_file(dss_path(&nginx, "logs/bill.log"), &len);
-    assert_non_null(log);
-    for (size_t i = 0; i < MIX_COUNT; i++) {
-        const mix_entry *e = &mix[i];
-        char *path = path_of(e, round), *want;
-        assert_true(asprintf(&want,
-                             "\"%s %s HTTP/1.1\" %ld [0-9]+ outcome=%s "
-                             "source=%s archive_status=%s archive_time=%s "
-                             "size=%s\n",
-                             e->method, path, e->status, e->outcome, e->source,
-                             e->archive_status,
-                             strcmp(e->source, "archive") == 0
-                                 ? "[0-9]+\\.[0-9]{3}"
-                                 : "-",
-                             strcmp(e->outcome, "ok") == 0
-                                 ? (strcmp(e->source, "root") == 0 ? "10000"
-                                                                   : "2000")
-                                 : "-") > 0);
-        /* the path's dots and question marks are literal */
-        char pattern[1024];
-        size_t o = 0;
-        for (const char *c = want; *c && o < sizeof(pattern) - 3; c++) {
-            if ((*c == '.' || *c == '?') && c < want + strlen(e->method) + 2 +
-                                                      strlen(path) + 1) {
-                pattern[o++] = '\\';
-            }
-            pattern[o++] = *c;
+/* The access-log pattern of mix entry e in round (malloc'd). */
+static char *line_pattern(const mix_entry *e, const char *round) {
+    char *path = path_of(e, round), *want;
+    assert_true(asprintf(&want,
+                         "\"%s %s HTTP/1.1\" %ld [0-9]+ outcome=%s "
+                         "source=%s archive_status=%s archive_time=%s "
+                         "size=%s\n",
+                         e->method, path, e->status, e->outcome, e->source,
+                         e->archive_status,
+                         strcmp(e->source, "archive") == 0
+                             ? "[0-9]+\\.[0-9]{3}"
+                             : "-",
+                         strcmp(e->outcome, "ok") == 0
+                             ? (strcmp(e->source, "root") == 0 ? "10000"
+                                                               : "2000")
+                             : "-") > 0);
+    /* the path's dots and question marks are literal */
+    char *pattern = malloc(2 * strlen(want) + 1);
+    assert_non_null(pattern);
+    size_t o = 0;
+    for (const char *c = want; *c; c++) {
+        if ((*c == '.' || *c == '?') &&
+            c < want + strlen(e->method) + 2 + strlen(path) + 1) {
+            pattern[o++] = '\\';
         }
-        pattern[o] = '\0';
+        pattern[o++] = *c;
+    }
+    pattern[o] = '\0';
+    free(want);
+    free(path);
+    return pattern;
+}
+
+/* The first mix entry of round without its line in the access log: its
+ * pattern (malloc'd), or NULL; *log gets the log read (malloc'd). */
+static char *missing_line(const char *round, char **log) {
+    size_t len;
+    *log = dss_read_file(dss_path(&nginx, "logs/bill.log"), &len);
+    assert_non_null(*log);
+    for (size_t i = 0; i < MIX_COUNT; i++) {
+        char *pattern = line_pattern(&mix[i], round);
         regex_t re;
         assert_int_equal(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
-        if (regexec(&re, log, 0, NULL, 0) != 0) {
-            fail_msg("no access log line matches %s\n--- log:\n%s", pattern, log);
-        }
+        int found = regexec(&re, *log, 0, NULL, 0) == 0;
         regfree(&re);
+        if (!found) {
+            return pattern;
+        }
+        free(pattern);
+    }
+    return NULL;
+}
+
+/* Each request's line in the access log shows its outcome through the
+ * variables, and each failure has its reason in the error log (D6). A
+ * worker writes its access log line after the response (the counters come
+ * first, then the log): polled, 10 s. */
+static void check_logs(const char *round) {
+    char *log = NULL, *missing;
+    for (long long end = dss_now_ms() + 10000;
+         (missing = missing_line(round, &log)) != NULL &&
+         dss_now_ms() < end;) {
+        free(missing);
+        free(log);
+        dss_poll_pause();
+    }
+    if (missing) {
+        fail_msg("no access log line matches %s\n--- log:\n%s", missing, log);
+    }
+    free(log);
+    for (size_t i = 0; i < MIX_COUNT; i++) {
+        const mix_entry *e = &mix[i];
         if (e->logged) {
             char needle[128];
-            snprintf(needle, sizeof(needle), "bill id \"%s%s\"", e->logged, round);
+            snprintf(needle, sizeof(needle), "bill id \"%s%s\"", e->logged,
+                     round);
             if (dss_error_log_count(&nginx, needle) < 1) {
                 fail_msg("no error log line with %s", needle);
             }
         }
-        free(want);
-        free(path);
     }
-    free(log);
 }
 
 /* How many workers served requests so far (distinct pids in workers.log). */
