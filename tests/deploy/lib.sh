@@ -8,6 +8,9 @@
 # Set DSS_KEEP_PREFIX=1 to keep the temporary folders for inspection.
 
 set -euo pipefail
+# What the tests create must be readable by nginx's workers ("nobody")
+# whatever the caller's umask (with 077 no bill could be served).
+umask 022
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
@@ -186,7 +189,7 @@ nginx_start() {
             >>"$dir/logs/nginx.out" 2>&1 </dev/null &
         pid=$!
         _dss_pids+=("$pid")
-        if wait_port "$port" "$pid"; then
+        if wait_port "$port" "$pid" "$dir/nginx.pid"; then
             NGINX_PID=$pid
             NGINX_PORT=$port
             return 0
@@ -202,13 +205,20 @@ nginx_start() {
     fail "nginx in $dir found no free port"
 }
 
-# wait_port PORT PID: polls until 127.0.0.1:PORT accepts a connection
-# (at most 10 s), or PID has died.
+# wait_port PORT PID [PID_FILE]: polls until 127.0.0.1:PORT accepts a
+# connection (at most 10 s), or PID has died. With PID_FILE (an nginx's
+# "pid" file), also until it names PID: nginx writes it once every listening
+# socket is bound, so a connection accepted before that may be another
+# process's that took the port meanwhile (nginx then fails to bind, after
+# retrying for 2 s).
 wait_port() {
-    local port=$1 pid=$2
+    local port=$1 pid=$2 pid_file=${3:-} named
     for _ in $(seq 200); do
         kill -0 "$pid" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        named=$pid
+        [ -z "$pid_file" ] || named=$(cat "$pid_file" 2>/dev/null) || named=
+        if [ "$named" = "$pid" ] &&
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             return 0
         fi
         sleep 0.05

@@ -124,8 +124,10 @@ chmod 000 "$dir/bills"
 on_exit chmod 755 "$dir/bills"
 expect_value 'dss_bill_source_up{location="/dss/bill/",source="root"}' 0
 pending() {
-    curl -s --max-time 5 "$prom/api/v1/alerts" |
-        grep -q '"alertname":"DssBillHealthDown".*"state":"pending"'
+    # Whole answer first, as in value().
+    local alerts
+    alerts=$(curl -s --max-time 5 "$prom/api/v1/alerts") || return 1
+    grep -q '"alertname":"DssBillHealthDown".*"state":"pending"' <<<"$alerts"
 }
 wait_until 30 pending || fail "DssBillHealthDown not pending: $(curl -s "$prom/api/v1/alerts")"
 ok "H3: an unreadable root: source_up 0, DssBillHealthDown pending"

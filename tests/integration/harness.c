@@ -12,11 +12,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -89,6 +91,9 @@ static int run(const char *cmd) {
 
 int dss_nginx_prepare(dss_nginx *n) {
     memset(n, 0, sizeof(*n));
+    /* what the tests create must be readable by the workers (nobody)
+     * whatever the caller's umask (077 made every bill unreadable) */
+    umask(022);
     const char *tmp = getenv("TMPDIR");
     snprintf(n->prefix, sizeof(n->prefix), "%s/dss-bill-test-XXXXXX",
              tmp && *tmp ? tmp : "/tmp");
@@ -142,6 +147,60 @@ static int free_port(void) {
     }
     close(fd);
     return port;
+}
+
+size_t dss_read_request_head(int fd, char *head, size_t cap,
+                             int timeout_ms) {
+    size_t got = 0;
+    head[0] = '\0';
+    while (got + 1 < cap && strstr(head, "\r\n\r\n") == NULL) {
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        if (poll(&q, 1, timeout_ms) <= 0) {
+            break;
+        }
+        ssize_t r = recv(fd, head + got, cap - 1 - got, 0);
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+        head[got] = '\0';
+    }
+    return got;
+}
+
+int dss_bind_file_over(const char *target, const char *text) {
+    char path[] = "/tmp/dss-bind-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fchmod(fd, 0644) == 0;
+    close(fd);
+    ok = ok && mount(path, target, NULL, MS_BIND, NULL) == 0;
+    int saved = errno;
+    unlink(path); /* the mount keeps the file alive */
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
+int dss_closed_port(int *fd) {
+    /* no SO_REUSEADDR: no other socket can bind the port while this one is
+     * bound */
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (*fd < 0 || bind(*fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        getsockname(*fd, (struct sockaddr *)&addr, &len) != 0) {
+        if (*fd >= 0) {
+            close(*fd);
+        }
+        *fd = -1;
+        return -1;
+    }
+    return ntohs(addr.sin_port);
 }
 
 /* Replaces every @PREFIX@ and @PORT@; returns a malloc'd string. */
@@ -492,6 +551,19 @@ static int accepts_connections(int port) {
 
 static void stop_master(dss_nginx *n, int judge);
 
+/* Does <prefix>/nginx.pid name the master started last? (Its own path
+ * buffer: called in a loop, dss_path()'s ring would overwrite the paths a
+ * caller still holds.) */
+static int pid_file_names(const dss_nginx *n) {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/nginx.pid", n->prefix);
+    size_t len;
+    char *text = dss_read_file(path, &len);
+    int named = text && atol(text) == (long)n->pid;
+    free(text);
+    return named;
+}
+
 static void print_file(const char *path) {
     size_t len;
     char *text = dss_read_file(path, &len);
@@ -526,8 +598,12 @@ int dss_nginx_start(dss_nginx *n, const char *http_block) {
             }
             /* the workers inherit the socket from the master: a connect
              * succeeds once the master listens; the master only forks
-             * workers after every module has initialised */
-            if (accepts_connections(n->port)) {
+             * workers after every module has initialised. The pid file
+             * first: nginx writes it once all its sockets are bound; a
+             * connection accepted before may be another process's, one that
+             * took the port since free_port() (nginx then gives up binding
+             * after 2 s, and the loop above retries) */
+            if (pid_file_names(n) && accepts_connections(n->port)) {
                 if (sanitizer_runtime()) {
                     record_mappings(n->pid);
                 }

@@ -45,7 +45,8 @@ typedef struct {
  * Creates a temporary prefix (world-traversable, so that workers running as
  * "nobody" can read what tests put there) with a TLS certificate
  * (cert.pem, key.pem for 127.0.0.1) and an htpasswd file (user "dss",
- * password "secret"). Returns 0 or -1.
+ * password "secret"). Sets the process's umask to 022, so that what tests
+ * create is readable by the workers. Returns 0 or -1.
  */
 int dss_nginx_prepare(dss_nginx *n);
 
@@ -114,6 +115,30 @@ int dss_nginx_test_config(dss_nginx *n, const char *http_block, char *out,
  * file nginx read (stdout and stderr together). */
 int dss_nginx_dump_config(dss_nginx *n, const char *http_block, char *out,
                           size_t out_size);
+
+/*
+ * A loopback port nothing listens on, and nothing can while *fd stays open:
+ * a socket bound to it, never listening (connections to it are refused).
+ * A port bound and closed again may be taken meanwhile by a server another
+ * test program starts. Returns the port (close *fd at the end), or -1.
+ */
+int dss_closed_port(int *fd);
+
+/*
+ * Reads an HTTP request head from fd into head (cap bytes with the NUL):
+ * until the blank line after the headers, the end of the stream, a pause of
+ * timeout_ms, or a full buffer. Returns the bytes read; head is a string.
+ * For the scripted servers of the tests.
+ */
+size_t dss_read_request_head(int fd, char *head, size_t cap,
+                             int timeout_ms);
+
+/*
+ * Writes text to a new temporary file (0644) and binds it over target (a
+ * file): for a process in a private mount namespace (unshare). 0, or -1
+ * with errno.
+ */
+int dss_bind_file_over(const char *target, const char *text);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 long long dss_now_ms(void);

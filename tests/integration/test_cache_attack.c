@@ -32,6 +32,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "client_job.h"
 #include "fault_origin.h"
 #include "harness.h"
 
@@ -383,82 +384,7 @@ static const char *url_of(const char *path) {
 /* ---- concurrent clients -----------------------------------------------------
  */
 
-typedef struct {
-    char url[512];
-    int h2;          /* HTTP/2 over TLS (the second server) */
-    long timeout_ms; /* 0: 60 s */
-    long status;
-    long version;
-    int curl_code;
-    char *body;
-    size_t len, cap;
-    char cache[32];
-    char cafile[PATH_MAX];
-    pthread_t thread;
-} job;
-
-static size_t job_body(char *data, size_t size, size_t nmemb, void *arg) {
-    job *j = arg;
-    size_t n = size * nmemb;
-    if (j->len + n > j->cap) {
-        size_t cap = j->cap ? j->cap * 2 : 65536;
-        while (cap < j->len + n) {
-            cap *= 2;
-        }
-        char *p = realloc(j->body, cap);
-        if (p == NULL) {
-            return 0;
-        }
-        j->body = p;
-        j->cap = cap;
-    }
-    memcpy(j->body + j->len, data, n);
-    j->len += n;
-    return n;
-}
-
-static size_t job_header(char *data, size_t size, size_t nmemb, void *arg) {
-    job *j = arg;
-    size_t n = size * nmemb;
-    if (n > 8 && strncasecmp(data, "X-Cache:", 8) == 0) {
-        size_t from = 8;
-        while (from < n && data[from] == ' ') {
-            from++;
-        }
-        size_t to = n;
-        while (to > from && (data[to - 1] == '\r' || data[to - 1] == '\n')) {
-            to--;
-        }
-        snprintf(j->cache, sizeof(j->cache), "%.*s", (int)(to - from),
-                 data + from);
-    }
-    return n;
-}
-
-static void *job_run(void *arg) {
-    job *j = arg;
-    CURL *curl = curl_easy_init();
-    if (curl == NULL) {
-        return NULL;
-    }
-    curl_easy_setopt(curl, CURLOPT_URL, j->url);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, job_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, j);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, job_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, j);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                     j->timeout_ms ? j->timeout_ms : 60000L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    if (j->h2) {
-        curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-        curl_easy_setopt(curl, CURLOPT_CAINFO, j->cafile);
-    }
-    j->curl_code = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &j->status);
-    curl_easy_getinfo(curl, CURLINFO_HTTP_VERSION, &j->version);
-    curl_easy_cleanup(curl);
-    return NULL;
-}
+typedef dss_job job;
 
 static void start_job(job *j, const char *target, int h2, long timeout_ms) {
     if (h2) {
@@ -472,11 +398,7 @@ static void start_job(job *j, const char *target, int h2, long timeout_ms) {
     }
     j->h2 = h2;
     j->timeout_ms = timeout_ms;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 512 * 1024);
-    assert_int_equal(pthread_create(&j->thread, &attr, job_run, j), 0);
-    pthread_attr_destroy(&attr);
+    dss_job_start(j);
 }
 
 /* Polls until n requests are inside nginx (besides the status request) and
@@ -628,7 +550,7 @@ static void test_cache_a_waiter_whose_wait_ran_out_is_counted_a_miss(
     dss_response_free(&m1);
 
     fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
-    pthread_join(holder.thread, NULL);
+    dss_job_join(&holder);
     assert_int_equal(holder.status, 200);
     assert_bytes(holder.body, holder.len, id, "the fetching request");
     free(holder.body);
@@ -740,7 +662,7 @@ static void test_cache_a_crowd_on_a_corrupt_entry_fetches_once(void **state) {
     int parked = fault_origin_held(&a);
     fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
     for (int i = 0; i < N; i++) {
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         assert_int_equal(jobs[i].status, 200);
         assert_bytes(jobs[i].body, jobs[i].len, id, "after a corrupt entry");
         free(jobs[i].body);
@@ -834,7 +756,7 @@ static void test_D9_http2_waiters_and_hits_get_their_own_bills(void **state) {
         start_job(&hits[i], target("c", "100000-h2hit"), 1, 0);
     }
     for (int i = 0; i < 4; i++) {
-        pthread_join(hits[i].thread, NULL);
+        dss_job_join(&hits[i]);
         assert_int_equal(hits[i].status, 200);
         assert_int_equal(hits[i].version, CURL_HTTP_VERSION_2_0);
         assert_bytes(hits[i].body, hits[i].len, "100000-h2hit", "h2 hit");
@@ -842,7 +764,7 @@ static void test_D9_http2_waiters_and_hits_get_their_own_bills(void **state) {
     }
     fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
     for (int i = 0; i < N; i++) {
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         if (jobs[i].status != 200) {
             fail_msg("h2 waiter %d: %ld (curl %d)", i, jobs[i].status,
                      jobs[i].curl_code);
@@ -884,7 +806,7 @@ static void test_D8_aio_threads_directio_without_sendfile_hits_are_whole(
     await_parked(N, 1);
     fault_origin_hold(&a, FAULT_ORIGIN_HOLD_BILLS, 0);
     for (int i = 0; i < N; i++) {
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         assert_int_equal(jobs[i].status, 200);
         assert_bytes(jobs[i].body, jobs[i].len, "400000-aiow", "aio waiter");
         free(jobs[i].body);
@@ -1016,7 +938,7 @@ static void test_D9_waiters_that_leave_and_a_reload_during_the_wait(
     }
     await_parked(N, 1);
     for (int i = 1; i <= 3; i++) {
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         assert_int_equal(jobs[i].curl_code, CURLE_OPERATION_TIMEDOUT);
         free(jobs[i].body);
     }
@@ -1038,7 +960,7 @@ static void test_D9_waiters_that_leave_and_a_reload_during_the_wait(
         if (i >= 1 && i <= 3) {
             continue;
         }
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         if (jobs[i].status != 200) {
             fail_msg("waiter %d: %ld (curl %d)", i, jobs[i].status,
                      jobs[i].curl_code);
@@ -1076,7 +998,7 @@ static void test_D9_http2_resets_and_mirror_subrequests_while_waiting(
     }
     await_parked(7, 1);
     for (int i = 1; i <= 4; i++) {
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         assert_int_equal(jobs[i].curl_code, CURLE_OPERATION_TIMEDOUT);
         free(jobs[i].body);
     }
@@ -1085,7 +1007,7 @@ static void test_D9_http2_resets_and_mirror_subrequests_while_waiting(
         if (i >= 1 && i <= 4) {
             continue;
         }
-        pthread_join(jobs[i].thread, NULL);
+        dss_job_join(&jobs[i]);
         if (i >= 7) {
             assert_int_equal(jobs[i].status, 204);
         } else {

@@ -322,7 +322,9 @@ test_H3_new_worker_serves_while_its_archive_probe_is_pending(void **state) {
 
 static void test_H3_health_follows_the_root_in_the_background(void **state) {
     (void)state;
-    const char *root = dss_path(&nginx, "flapping");
+    /* a copy: every request below reuses one of dss_path()'s buffers */
+    char root[PATH_MAX];
+    snprintf(root, sizeof(root), "%s", dss_path(&nginx, "flapping"));
     expect_health_becomes("/flapping/healthcheck", 200);
 
     assert_int_equal(rmdir(root), 0);

@@ -22,11 +22,13 @@
 #include <unistd.h>
 
 #include "fault_origin.h"
+#include "exposition.h"
 #include "harness.h"
 
 static dss_nginx nginx;
 static fault_origin origin;
 static int dead_port; /* nothing listens there */
+static int dead_fd = -1; /* keeps it so (dss_closed_port) */
 
 /* %1$d: the fault origin's port, %2$d: a closed port */
 static const char *const config =
@@ -233,11 +235,9 @@ static int setup(void **state) {
     assert_int_equal(mkdir(dss_path(&nginx, "locked"), 0), 0);
     assert_int_equal(mkdir(dss_path(&nginx, "notemp"), 0), 0);
 
-    /* a port nothing listens on: bound, then closed */
-    fault_origin probe;
-    assert_int_equal(fault_origin_start(&probe), 0);
-    dead_port = probe.port;
-    fault_origin_stop(&probe);
+    /* a port nothing listens on, held so until the teardown */
+    dead_port = dss_closed_port(&dead_fd);
+    assert_true(dead_port > 0);
 
     char *conf;
     assert_true(asprintf(&conf, config, origin.port, dead_port) > 0);
@@ -253,6 +253,10 @@ static int teardown(void **state) {
     chmod(dss_path(&nginx, "notemp"), 0755);
     dss_nginx_cleanup(&nginx);
     fault_origin_stop(&origin);
+    if (dead_fd >= 0) {
+        close(dead_fd);
+        dead_fd = -1;
+    }
     return 0;
 }
 
@@ -265,29 +269,6 @@ static char *scrape(void) {
     char *text = strndup(r.body, r.body_len);
     dss_response_free(&r);
     return text;
-}
-
-/* The value of the series whose line starts with "name{labels} ", or -1. */
-static long long series(const char *text, const char *head) {
-    size_t n = strlen(head);
-    for (const char *p = text; (p = strstr(p, head)) != NULL; p++) {
-        if ((p == text || p[-1] == '\n') && p[n] == ' ') {
-            return atoll(p + n + 1);
-        }
-    }
-    return -1;
-}
-
-/* Sums every dss_bill_requests_total series. */
-static long long requests_sum(const char *text) {
-    long long sum = 0;
-    for (const char *p = text; (p = strstr(p, "\ndss_bill_requests_total{"));) {
-        p++;
-        const char *sp = strchr(p, ' ');
-        assert_non_null(sp);
-        sum += atoll(sp + 1);
-    }
-    return sum;
 }
 
 /* How many times the mix holds (route, status, outcome). */
@@ -313,13 +294,13 @@ static char *requests_differ(const char *text, int rounds) {
         long long want =
             (long long)rounds * mix_count(mix[i].route, mix[i].status,
                                           mix[i].outcome);
-        long long got = series(text, head);
+        long long got = dss_series(text, head);
         if (got != want) {
             assert_true(asprintf(&diff, "%s: %lld, expected %lld", head, got,
                                  want) > 0);
         }
     }
-    long long total = requests_sum(text);
+    long long total = dss_requests_sum(text);
     if (!diff && total != (long long)rounds * (long long)MIX_COUNT) {
         assert_true(asprintf(&diff, "all requests: %lld, expected %lld", total,
                              (long long)rounds * (long long)MIX_COUNT) > 0);
@@ -334,7 +315,7 @@ static char *await_counters(int rounds) {
     for (;;) {
         char *text = scrape();
         char *diff = requests_differ(text, rounds);
-        if (!diff && series(text, "dss_bill_archive_fetches_in_flight") == 0) {
+        if (!diff && dss_series(text, "dss_bill_archive_fetches_in_flight") == 0) {
             return text;
         }
         if (dss_now_ms() > deadline) {
@@ -377,111 +358,122 @@ static void send_mix(const char *round) {
 /* The other counters after rounds of the mix. */
 static void check_other_counters(const char *text, int rounds) {
     /* D3: body bytes by source; HEAD sends none */
-    assert_int_equal(series(text, "dss_bill_response_bytes_total{source=\"root\"}"),
+    assert_int_equal(dss_series(text, "dss_bill_response_bytes_total{source=\"root\"}"),
                      (long long)rounds * ROOT_BILL_SIZE);
     assert_int_equal(
-        series(text, "dss_bill_response_bytes_total{source=\"archive\"}"),
+        dss_series(text, "dss_bill_response_bytes_total{source=\"archive\"}"),
         (long long)rounds * FAULT_ORIGIN_PDF_SIZE);
     /* every fetch that reached a verdict, none still counted in flight */
     assert_int_equal(
-        series(text, "dss_bill_archive_fetch_duration_seconds_count"),
+        dss_series(text, "dss_bill_archive_fetch_duration_seconds_count"),
         rounds * ROUND_FETCHES);
     assert_int_equal(
-        series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"+Inf\"}"),
+        dss_series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"+Inf\"}"),
         rounds * ROUND_FETCHES);
-    assert_int_equal(series(text, "dss_bill_archive_fetches_in_flight"), 0);
+    assert_int_equal(dss_series(text, "dss_bill_archive_fetches_in_flight"), 0);
     /* the timeouts alone took 1 s each; the fast ones are under 5 s */
     const char *sum = strstr(text, "\ndss_bill_archive_fetch_duration_seconds_sum ");
     assert_non_null(sum);
     double seconds = atof(strchr(sum + 1, ' ') + 1);
     assert_true(seconds >= 0.9 * rounds);
-    assert_true(series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"5\"}") >=
+    assert_true(dss_series(text, "dss_bill_archive_fetch_duration_seconds_bucket{le=\"5\"}") >=
                 rounds * (ROUND_FETCHES - 1));
     /* H3: the probes' verdicts */
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/bill/\",source=\"root\"}"), 1);
+        dss_series(text, "dss_bill_source_up{location=\"/dss/bill/\",source=\"root\"}"), 1);
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/down/\",source=\"root\"}"), 0);
+        dss_series(text, "dss_bill_source_up{location=\"/dss/down/\",source=\"root\"}"), 0);
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/arch/\",source=\"archive\"}"),
+        dss_series(text, "dss_bill_source_up{location=\"/dss/arch/\",source=\"archive\"}"),
         1);
     assert_int_equal(
-        series(text, "dss_bill_source_up{location=\"/dss/dead/\",source=\"archive\"}"),
+        dss_series(text, "dss_bill_source_up{location=\"/dss/dead/\",source=\"archive\"}"),
         -1); /* no probe: no verdict */
-    assert_int_equal(series(text, "dss_bill_build_info{version=\"0.1.0\",nginx=\"1.22.1\"}"),
+    assert_int_equal(dss_series(text, "dss_bill_build_info{version=\"0.1.0\",nginx=\"1.22.1\"}"),
                      1);
 }
 
-/* promtool, from Debian's prometheus package, lints the exposition. */
-static void promtool_check(const char *text) {
-    char *file;
-    assert_true(asprintf(&file, "%s/exposition.txt", nginx.prefix) > 0);
-    dss_write_file(file, text, strlen(text));
-    char *cmd;
-    assert_true(asprintf(&cmd, "promtool check metrics < '%s' 2>&1", file) > 0);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char out[4096];
-    size_t got = fread(out, 1, sizeof(out) - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    if (status != 0) {
-        fail_msg("promtool check metrics (status %d): %s", status, out);
+/* The access-log pattern of mix entry e in round (malloc'd). */
+static char *line_pattern(const mix_entry *e, const char *round) {
+    char *path = path_of(e, round), *want;
+    assert_true(asprintf(&want,
+                         "\"%s %s HTTP/1.1\" %ld [0-9]+ outcome=%s "
+                         "source=%s archive_status=%s archive_time=%s "
+                         "size=%s\n",
+                         e->method, path, e->status, e->outcome, e->source,
+                         e->archive_status,
+                         strcmp(e->source, "archive") == 0
+                             ? "[0-9]+\\.[0-9]{3}"
+                             : "-",
+                         strcmp(e->outcome, "ok") == 0
+                             ? (strcmp(e->source, "root") == 0 ? "10000"
+                                                               : "2000")
+                             : "-") > 0);
+    /* the path's dots and question marks are literal */
+    char *pattern = malloc(2 * strlen(want) + 1);
+    assert_non_null(pattern);
+    size_t o = 0;
+    for (const char *c = want; *c; c++) {
+        if ((*c == '.' || *c == '?') &&
+            c < want + strlen(e->method) + 2 + strlen(path) + 1) {
+            pattern[o++] = '\\';
+        }
+        pattern[o++] = *c;
     }
-    free(cmd);
-    free(file);
+    pattern[o] = '\0';
+    free(want);
+    free(path);
+    return pattern;
+}
+
+/* The first mix entry of round without its line in the access log: its
+ * pattern (malloc'd), or NULL; *log gets the log read (malloc'd). */
+static char *missing_line(const char *round, char **log) {
+    size_t len;
+    *log = dss_read_file(dss_path(&nginx, "logs/bill.log"), &len);
+    assert_non_null(*log);
+    for (size_t i = 0; i < MIX_COUNT; i++) {
+        char *pattern = line_pattern(&mix[i], round);
+        regex_t re;
+        assert_int_equal(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
+        int found = regexec(&re, *log, 0, NULL, 0) == 0;
+        regfree(&re);
+        if (!found) {
+            return pattern;
+        }
+        free(pattern);
+    }
+    return NULL;
 }
 
 /* Each request's line in the access log shows its outcome through the
- * variables, and each failure has its reason in the error log (D6). */
+ * variables, and each failure has its reason in the error log (D6). A
+ * worker writes its access log line after the response (the counters come
+ * first, then the log): polled, 10 s. */
 static void check_logs(const char *round) {
-    size_t len;
-    char *log = dss_read_file(dss_path(&nginx, "logs/bill.log"), &len);
-    assert_non_null(log);
+    char *log = NULL, *missing;
+    for (long long end = dss_now_ms() + 10000;
+         (missing = missing_line(round, &log)) != NULL &&
+         dss_now_ms() < end;) {
+        free(missing);
+        free(log);
+        dss_poll_pause();
+    }
+    if (missing) {
+        fail_msg("no access log line matches %s\n--- log:\n%s", missing, log);
+    }
+    free(log);
     for (size_t i = 0; i < MIX_COUNT; i++) {
         const mix_entry *e = &mix[i];
-        char *path = path_of(e, round), *want;
-        assert_true(asprintf(&want,
-                             "\"%s %s HTTP/1.1\" %ld [0-9]+ outcome=%s "
-                             "source=%s archive_status=%s archive_time=%s "
-                             "size=%s\n",
-                             e->method, path, e->status, e->outcome, e->source,
-                             e->archive_status,
-                             strcmp(e->source, "archive") == 0
-                                 ? "[0-9]+\\.[0-9]{3}"
-                                 : "-",
-                             strcmp(e->outcome, "ok") == 0
-                                 ? (strcmp(e->source, "root") == 0 ? "10000"
-                                                                   : "2000")
-                                 : "-") > 0);
-        /* the path's dots and question marks are literal */
-        char pattern[1024];
-        size_t o = 0;
-        for (const char *c = want; *c && o < sizeof(pattern) - 3; c++) {
-            if ((*c == '.' || *c == '?') && c < want + strlen(e->method) + 2 +
-                                                      strlen(path) + 1) {
-                pattern[o++] = '\\';
-            }
-            pattern[o++] = *c;
-        }
-        pattern[o] = '\0';
-        regex_t re;
-        assert_int_equal(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
-        if (regexec(&re, log, 0, NULL, 0) != 0) {
-            fail_msg("no access log line matches %s\n--- log:\n%s", pattern, log);
-        }
-        regfree(&re);
         if (e->logged) {
             char needle[128];
-            snprintf(needle, sizeof(needle), "bill id \"%s%s\"", e->logged, round);
+            snprintf(needle, sizeof(needle), "bill id \"%s%s\"", e->logged,
+                     round);
             if (dss_error_log_count(&nginx, needle) < 1) {
                 fail_msg("no error log line with %s", needle);
             }
         }
-        free(want);
-        free(path);
     }
-    free(log);
 }
 
 /* How many workers served requests so far (distinct pids in workers.log). */
@@ -514,7 +506,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     char *text = scrape();
     /* from the first scrape: every outcome's series, at 0 */
     assert_null(requests_differ(text, 0));
-    assert_int_equal(series(text, "dss_bill_requests_total{route=\"download\","
+    assert_int_equal(dss_series(text, "dss_bill_requests_total{route=\"download\","
                                   "status=\"500\",outcome=\"archive_tls\"}"),
                      0);
     free(text);
@@ -525,7 +517,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     assert_int_equal(workers_served(), 2);
     text = await_counters(1);
     check_other_counters(text, 1);
-    promtool_check(text);
+    dss_promtool_check(&nginx, text, "exposition.txt");
     free(text);
     check_logs("r1");
 
@@ -535,7 +527,7 @@ static void test_D6_counters_exact_across_workers_and_reload(void **state) {
     assert_int_equal(workers_served(), 4);
     text = await_counters(2);
     check_other_counters(text, 2);
-    promtool_check(text);
+    dss_promtool_check(&nginx, text, "exposition.txt");
     free(text);
     check_logs("r2");
 }

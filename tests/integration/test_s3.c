@@ -186,20 +186,7 @@ static void *scripted_serve(void *arg) {
             continue;
         }
         char head[16384];
-        size_t got = 0;
-        head[0] = '\0';
-        while (got + 1 < sizeof(head) && strstr(head, "\r\n\r\n") == NULL) {
-            struct pollfd q = {.fd = c, .events = POLLIN};
-            if (poll(&q, 1, 5000) <= 0) {
-                break;
-            }
-            ssize_t r = recv(c, head + got, sizeof(head) - 1 - got, 0);
-            if (r <= 0) {
-                break;
-            }
-            got += (size_t)r;
-            head[got] = '\0';
-        }
+        dss_read_request_head(c, head, sizeof(head), 5000);
         const char *answer =
             strstr(head, "/denied-")
                 ? S3_ERROR("403 Forbidden", "AccessDenied", "Access Denied")
@@ -259,22 +246,6 @@ static struct {
     char skip_reason[160];
 } vhost;
 
-/* Writes text to a new temporary file (0644) and binds it over target in
- * this process's private mount namespace. */
-static int bind_file_over(const char *target, const char *text) {
-    char path[] = "/tmp/dss-s3-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        return -1;
-    }
-    size_t len = strlen(text);
-    int ok = write(fd, text, len) == (ssize_t)len && fchmod(fd, 0644) == 0;
-    close(fd);
-    ok = ok && mount(path, target, NULL, MS_BIND, NULL) == 0;
-    unlink(path); /* the mount keeps the file alive */
-    return ok ? 0 : -1;
-}
-
 /*
  * Runs first in main, while the process has a single thread: a private
  * mount namespace (inherited by the nginx this program starts) whose
@@ -298,8 +269,8 @@ static void vhost_setup(void) {
     char *text = NULL;
     int rc = asprintf(&text, "%s\n127.0.0.1 " VHOST "\n", hosts ? hosts : "");
     free(hosts);
-    if (rc < 0 || bind_file_over("/etc/hosts", text) != 0 ||
-        bind_file_over("/etc/nsswitch.conf", "hosts: files\n") != 0) {
+    if (rc < 0 || dss_bind_file_over("/etc/hosts", text) != 0 ||
+        dss_bind_file_over("/etc/nsswitch.conf", "hosts: files\n") != 0) {
         snprintf(reason, cap, "cannot bind-mount /etc/hosts: %s",
                  strerror(errno));
         free(text);

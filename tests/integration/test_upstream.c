@@ -289,8 +289,16 @@ static void assert_fault_pdf(dss_response *r) {
     assert_memory_equal(r->body, fault_origin_pdf(), FAULT_ORIGIN_PDF_SIZE);
 }
 
+/* GET target, waiting longer than the TLS locations' archive timeouts
+ * (connect 10 s, fetch 15 s, for a worker under ASan on a busy machine):
+ * the module's answer decides, not the client's default 10 s. */
+static dss_response get_patiently(const char *target) {
+    dss_request_options o = {.timeout_ms = 30000};
+    return dss_request(&nginx, target, &o);
+}
+
 static long status_of(const char *target) {
-    dss_response r = dss_get(&nginx, target);
+    dss_response r = get_patiently(target);
     assert_int_equal(r.curl_code, CURLE_OK);
     dss_response_free(&r);
     return r.status;
@@ -541,7 +549,7 @@ static void test_D6_archive_tls_is_verified(void **state) {
     expect_failure("/tls/download/100000000001", 500,
                    "TLS with the archive failed");
     /* ...and accepted with dss_bill_upstream_ssl_trusted_certificate */
-    dss_response r = dss_get(&nginx, "/tls-trusted/download/100000000001");
+    dss_response r = get_patiently("/tls-trusted/download/100000000001");
     assert_bill_equals_file(&r, dss_path(&archive, "bills/100000000001.pdf"));
     dss_response_free(&r);
 }
@@ -551,7 +559,7 @@ static void test_D6_archive_tls_is_verified(void **state) {
 static void test_D6_archive_mutual_tls_without_worker_file_access(
     void **state) {
     (void)state;
-    dss_response r = dss_get(&nginx, "/mtls/download/100000000003");
+    dss_response r = get_patiently("/mtls/download/100000000003");
     assert_bill_equals_file(&r, dss_path(&archive,
                                          "bills/mtls/100000000003.pdf"));
     dss_response_free(&r);
