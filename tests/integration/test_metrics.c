@@ -552,12 +552,12 @@ static char *await_in_flight(long long want) {
     long long deadline = dss_now_ms() + 20000;
     for (;;) {
         char *text = scrape();
-        if (series(text, "dss_bill_archive_fetches_in_flight") == want) {
+        if (dss_series(text, "dss_bill_archive_fetches_in_flight") == want) {
             return text;
         }
         if (dss_now_ms() > deadline) {
             fail_msg("fetches in flight: %lld, expected %lld\n%s",
-                     series(text, "dss_bill_archive_fetches_in_flight"), want,
+                     dss_series(text, "dss_bill_archive_fetches_in_flight"), want,
                      text);
         }
         free(text);
