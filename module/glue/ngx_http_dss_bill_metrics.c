@@ -45,11 +45,13 @@ static ngx_int_t ngx_http_dss_bill_metrics_log(ngx_http_request_t *r);
 static ngx_int_t ngx_http_dss_bill_metrics_handler(ngx_http_request_t *r);
 static ngx_http_dss_bill_counters_t *ngx_http_dss_bill_counters(
     ngx_http_request_t *r);
+static ngx_atomic_t *ngx_http_dss_bill_in_flight(
+    ngx_http_dss_bill_counters_t *counters);
 
 
-/* this worker's slot (per process, as nginx's lifecycle goes): its fetches
- * in flight, or the zone's shared count when every slot was taken */
-static ngx_atomic_t  *ngx_http_dss_bill_in_flight;
+/* this worker's slot for its fetches in flight (per process, as nginx's
+ * lifecycle goes); -1: none, the zone's shared count is used */
+static ngx_int_t  ngx_http_dss_bill_flight_slot = -1;
 
 
 static ngx_str_t  ngx_http_dss_bill_metrics_zone_name =
@@ -68,7 +70,8 @@ static ngx_str_t  ngx_http_dss_bill_cache_control = ngx_string("Cache-Control");
 void
 ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r)
 {
-    ngx_http_dss_bill_ctx_t  *ctx;
+    ngx_http_dss_bill_ctx_t       *ctx;
+    ngx_http_dss_bill_counters_t  *counters;
 
     ctx = ngx_http_dss_bill_ctx(r);
 
@@ -80,8 +83,11 @@ ngx_http_dss_bill_fetch_begin(ngx_http_request_t *r)
     ctx->archive_start = ngx_current_msec;
     ctx->fetching = 1;
 
-    if (ngx_http_dss_bill_in_flight) {
-        (void) ngx_atomic_fetch_add(ngx_http_dss_bill_in_flight, 1);
+    counters = ngx_http_dss_bill_counters(r);
+
+    if (counters) {
+        (void) ngx_atomic_fetch_add(
+                      ngx_http_dss_bill_in_flight(counters), 1);
     }
 }
 
@@ -113,15 +119,13 @@ ngx_http_dss_bill_fetch_end(ngx_http_request_t *r, dss_bill_fetch *fetch,
     ctx->archive_status = fetch ? (ngx_uint_t) dss_bill_fetch_status(fetch)
                                 : 0;
 
-    if (ngx_http_dss_bill_in_flight) {
-        (void) ngx_atomic_fetch_add(ngx_http_dss_bill_in_flight, -1);
-    }
-
     counters = ngx_http_dss_bill_counters(r);
 
     if (counters == NULL) {
         return;
     }
+
+    (void) ngx_atomic_fetch_add(ngx_http_dss_bill_in_flight(counters), -1);
 
     if (observe) {
         (void) ngx_atomic_fetch_add(
@@ -147,7 +151,7 @@ ngx_http_dss_bill_metrics_worker_start(ngx_cycle_t *cycle)
     ngx_http_dss_bill_main_conf_t    *dmcf;
     ngx_http_dss_bill_flight_slot_t  *slot;
 
-    ngx_http_dss_bill_in_flight = NULL;
+    ngx_http_dss_bill_flight_slot = -1;
 
     dmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_dss_bill_module);
@@ -171,7 +175,7 @@ ngx_http_dss_bill_metrics_worker_start(ngx_cycle_t *cycle)
                                (ngx_atomic_uint_t) ngx_pid))
         {
             slot->in_flight = 0;
-            ngx_http_dss_bill_in_flight = &slot->in_flight;
+            ngx_http_dss_bill_flight_slot = i;
             return;
         }
     }
@@ -181,9 +185,6 @@ ngx_http_dss_bill_metrics_worker_start(ngx_cycle_t *cycle)
                   "taken (workers of many reloads still running); this "
                   "worker counts in the shared one",
                   NGX_HTTP_DSS_BILL_FLIGHT_SLOTS);
-
-    ngx_http_dss_bill_in_flight =
-                         &counters->values[DSS_BILL_M_FETCHES_IN_FLIGHT];
 }
 
 
@@ -192,22 +193,41 @@ ngx_http_dss_bill_metrics_worker_start(ngx_cycle_t *cycle)
 void
 ngx_http_dss_bill_metrics_worker_exit(ngx_cycle_t *cycle)
 {
+    ngx_http_dss_bill_counters_t     *counters;
+    ngx_http_dss_bill_main_conf_t    *dmcf;
     ngx_http_dss_bill_flight_slot_t  *slot;
 
-    if (ngx_http_dss_bill_in_flight == NULL) {
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_dss_bill_module);
+
+    if (ngx_http_dss_bill_flight_slot < 0 || dmcf == NULL
+        || dmcf->metrics_zone == NULL || dmcf->metrics_zone->data == NULL)
+    {
         return;
     }
 
-    slot = (ngx_http_dss_bill_flight_slot_t *)
-           ((u_char *) ngx_http_dss_bill_in_flight
-            - offsetof(ngx_http_dss_bill_flight_slot_t, in_flight));
+    counters = dmcf->metrics_zone->data;
+    slot = &counters->flights[ngx_http_dss_bill_flight_slot];
 
-    ngx_http_dss_bill_in_flight = NULL;
+    ngx_http_dss_bill_flight_slot = -1;
 
     if (slot->pid == (ngx_atomic_uint_t) ngx_pid) {
         slot->in_flight = 0;
         (void) ngx_atomic_cmp_set(&slot->pid, (ngx_atomic_uint_t) ngx_pid, 0);
     }
+}
+
+
+/* Where this worker counts its fetches in flight. */
+
+static ngx_atomic_t *
+ngx_http_dss_bill_in_flight(ngx_http_dss_bill_counters_t *counters)
+{
+    if (ngx_http_dss_bill_flight_slot < 0) {
+        return &counters->values[DSS_BILL_M_FETCHES_IN_FLIGHT];
+    }
+
+    return &counters->flights[ngx_http_dss_bill_flight_slot].in_flight;
 }
 
 
