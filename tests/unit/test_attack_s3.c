@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 
 #include "dss_bill.h"
+#include "fetch_exchange.h"
 
 #define EDGE_SECRET "S3cr+t/With=Signs~And/Slashes+++"
 
@@ -37,108 +38,7 @@ static const char not_found[] =
     "Content-Length: 60\r\nConnection: close\r\n\r\n"
     "<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>";
 
-/* Runs one fetch against a loopback listener standing in for host_port,
- * captures the request, answers with response; returns the outcome. */
 static dss_bill_fetch_pool *shared_pool; /* NULL: a pool per exchange */
-
-static dss_bill_outcome exchange(const dss_bill_upstream_options *options,
-                                 const char *url, const char *host_port,
-                                 const char *response, char *request,
-                                 size_t request_size, char *detail,
-                                 size_t detail_size) {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof(a);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
-
-    char err[128];
-    dss_bill_fetch_pool *pool =
-        shared_pool ? shared_pool : dss_bill_fetch_pool_create(1, 0);
-    dss_bill_fetch *fetch =
-        dss_bill_fetch_start(pool, options, url, 0, err, sizeof(err));
-    assert_non_null(fetch);
-    CURL *easy = dss_bill_fetch_easy(fetch);
-    char connect_to[256];
-    snprintf(connect_to, sizeof(connect_to), "%s:127.0.0.1:%d", host_port,
-             ntohs(a.sin_port));
-    struct curl_slist *to = curl_slist_append(NULL, connect_to);
-    curl_easy_setopt(easy, CURLOPT_CONNECT_TO, to);
-
-    CURLM *multi = curl_multi_init();
-    curl_multi_add_handle(multi, easy);
-    int cfd = -1, running = 1, answered = 0;
-    size_t got = 0;
-    int result = -1;
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    request[0] = '\0';
-
-    for (;;) {
-        curl_multi_perform(multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-            if (msg->msg == CURLMSG_DONE) {
-                result = msg->data.result;
-            }
-        }
-        if (result >= 0) {
-            break;
-        }
-        if (cfd < 0) {
-            cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
-        }
-        if (cfd >= 0 && !answered) {
-            ssize_t r = recv(cfd, request + got, request_size - 1 - got, 0);
-            if (r > 0) {
-                got += (size_t)r;
-                request[got] = '\0';
-                if (strstr(request, "\r\n\r\n")) {
-                    assert_int_equal(send(cfd, response, strlen(response),
-                                          MSG_NOSIGNAL),
-                                     (ssize_t)strlen(response));
-                    shutdown(cfd, SHUT_WR);
-                    answered = 1;
-                }
-            }
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        assert_true(now.tv_sec - start.tv_sec < 10); /* bounded */
-        curl_multi_poll(multi, NULL, 0, 10, NULL);
-    }
-    curl_multi_remove_handle(multi, easy);
-    dss_bill_outcome outcome = dss_bill_fetch_finish(fetch, result);
-    snprintf(detail, detail_size, "%s", dss_bill_fetch_detail(fetch));
-    dss_bill_fetch_release(fetch);
-    if (pool != shared_pool) {
-        dss_bill_fetch_pool_destroy(pool);
-    }
-    curl_multi_cleanup(multi);
-    curl_slist_free_all(to);
-    if (cfd >= 0) {
-        close(cfd);
-    }
-    close(lfd);
-    return outcome;
-}
-
-static const char *header_value(const char *request, const char *name,
-                                char *out, size_t out_size) {
-    char key[64];
-    snprintf(key, sizeof(key), "\r\n%s: ", name);
-    const char *p = strcasestr(request, key);
-    if (p == NULL) {
-        return NULL;
-    }
-    p += strlen(key);
-    size_t n = strcspn(p, "\r");
-    snprintf(out, out_size, "%.*s", (int)n, p);
-    return out;
-}
 
 
 /* ---- SigV4 for keys that need encoding ------------------------------------ */
@@ -255,11 +155,11 @@ static void test_D9_key_cache_keeps_locations_apart(void **state) {
                 .max_size = 1 << 20, .buffer_size = 1024, .temp_dir = "/tmp",
                 .headers = date, .s3 = &s3[i]};
             char request[8192], detail[512], auth[512], want[512];
-            exchange(&o, "http://127.0.0.1:9000/bills/1.pdf",
-                     "127.0.0.1:9000", not_found, request, sizeof(request),
-                     detail, sizeof(detail));
-            assert_non_null(
-                header_value(request, "Authorization", auth, sizeof(auth)));
+            fetch_exchange(shared_pool, &o, "http://127.0.0.1:9000/bills/1.pdf",
+                           "127.0.0.1:9000", not_found, request,
+                           sizeof(request), detail, sizeof(detail));
+            assert_non_null(fetch_header_value(request, "Authorization", auth,
+                                               sizeof(auth)));
             assert_int_not_equal(
                 dss_bill_s3_authorization(&s3[i],
                                           "http://127.0.0.1:9000/bills/1.pdf",

@@ -26,6 +26,7 @@
 #include <curl/curl.h>
 
 #include "dss_bill.h"
+#include "fetch_exchange.h"
 
 static int parse(const char *text, const char *profile,
                  dss_bill_s3_credentials *c, char *err, size_t err_size) {
@@ -270,108 +271,7 @@ static void test_H3_s3_probe_is_the_bucket(void **state) {
 
 /* ---- SigV4: the request libcurl sends with the fetch's options ------------ */
 
-/* Runs one fetch against a loopback listener standing in for host_port,
- * captures the request, answers with response; returns the outcome. */
 static dss_bill_fetch_pool *shared_pool; /* NULL: a pool per exchange */
-
-static dss_bill_outcome exchange(const dss_bill_upstream_options *options,
-                                 const char *url, const char *host_port,
-                                 const char *response, char *request,
-                                 size_t request_size, char *detail,
-                                 size_t detail_size) {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof(a);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
-
-    char err[128];
-    dss_bill_fetch_pool *pool =
-        shared_pool ? shared_pool : dss_bill_fetch_pool_create(1, 0);
-    dss_bill_fetch *fetch =
-        dss_bill_fetch_start(pool, options, url, 0, err, sizeof(err));
-    assert_non_null(fetch);
-    CURL *easy = dss_bill_fetch_easy(fetch);
-    char connect_to[256];
-    snprintf(connect_to, sizeof(connect_to), "%s:127.0.0.1:%d", host_port,
-             ntohs(a.sin_port));
-    struct curl_slist *to = curl_slist_append(NULL, connect_to);
-    curl_easy_setopt(easy, CURLOPT_CONNECT_TO, to);
-
-    CURLM *multi = curl_multi_init();
-    curl_multi_add_handle(multi, easy);
-    int cfd = -1, running = 1, answered = 0;
-    size_t got = 0;
-    int result = -1;
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    request[0] = '\0';
-
-    for (;;) {
-        curl_multi_perform(multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-            if (msg->msg == CURLMSG_DONE) {
-                result = msg->data.result;
-            }
-        }
-        if (result >= 0) {
-            break;
-        }
-        if (cfd < 0) {
-            cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
-        }
-        if (cfd >= 0 && !answered) {
-            ssize_t r = recv(cfd, request + got, request_size - 1 - got, 0);
-            if (r > 0) {
-                got += (size_t)r;
-                request[got] = '\0';
-                if (strstr(request, "\r\n\r\n")) {
-                    assert_int_equal(send(cfd, response, strlen(response),
-                                          MSG_NOSIGNAL),
-                                     (ssize_t)strlen(response));
-                    shutdown(cfd, SHUT_WR);
-                    answered = 1;
-                }
-            }
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        assert_true(now.tv_sec - start.tv_sec < 10); /* bounded */
-        curl_multi_poll(multi, NULL, 0, 10, NULL);
-    }
-    curl_multi_remove_handle(multi, easy);
-    dss_bill_outcome outcome = dss_bill_fetch_finish(fetch, result);
-    snprintf(detail, detail_size, "%s", dss_bill_fetch_detail(fetch));
-    dss_bill_fetch_release(fetch);
-    if (pool != shared_pool) {
-        dss_bill_fetch_pool_destroy(pool);
-    }
-    curl_multi_cleanup(multi);
-    curl_slist_free_all(to);
-    if (cfd >= 0) {
-        close(cfd);
-    }
-    close(lfd);
-    return outcome;
-}
-
-static const char *header_value(const char *request, const char *name,
-                                char *out, size_t out_size) {
-    char key[64];
-    snprintf(key, sizeof(key), "\r\n%s: ", name);
-    const char *p = strcasestr(request, key);
-    if (p == NULL) {
-        return NULL;
-    }
-    p += strlen(key);
-    size_t n = strcspn(p, "\r");
-    snprintf(out, out_size, "%.*s", (int)n, p);
-    return out;
-}
 
 static const char not_found[] =
     "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
@@ -397,13 +297,13 @@ static void test_D9_sigv4_matches_the_published_aws_example(void **state) {
         .s3 = &s3};
     char request[8192], detail[512], auth[512];
 
-    dss_bill_outcome outcome = exchange(
-        &o, "http://examplebucket.s3.amazonaws.com/test.txt",
-        "examplebucket.s3.amazonaws.com:80", not_found, request, sizeof(request),
-        detail, sizeof(detail));
+    dss_bill_outcome outcome = fetch_exchange(
+        shared_pool, &o, "http://examplebucket.s3.amazonaws.com/test.txt",
+        "examplebucket.s3.amazonaws.com:80", not_found, request,
+        sizeof(request), detail, sizeof(detail));
     assert_int_equal(outcome, DSS_BILL_UPSTREAM_NOT_FOUND);
     assert_non_null(strstr(detail, "404 NoSuchKey: gone"));
-    assert_non_null(header_value(request, "Authorization", auth, sizeof(auth)));
+    assert_non_null(fetch_header_value(request, "Authorization", auth, sizeof(auth)));
     assert_string_equal(
         auth,
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/"
@@ -432,19 +332,20 @@ static void test_D9_sigv4_token_and_encoded_key_match_botocore(void **state) {
         .s3 = &s3};
     char request[8192], detail[512], auth[512], value[256];
 
-    exchange(&o, "http://minio.internal:9000/bills/2024/A!b'(c)*:@~.pdf",
-             "minio.internal:9000", not_found, request, sizeof(request),
-             detail, sizeof(detail));
+    fetch_exchange(shared_pool, &o,
+                   "http://minio.internal:9000/bills/2024/A!b'(c)*:@~.pdf",
+                   "minio.internal:9000", not_found, request, sizeof(request),
+                   detail, sizeof(detail));
     assert_non_null(strstr(request, "GET /bills/2024/A%21b%27%28c%29%2A%3A%40~"
                                     ".pdf HTTP/1.1\r\n"));
-    assert_non_null(header_value(request, "Authorization", auth, sizeof(auth)));
+    assert_non_null(fetch_header_value(request, "Authorization", auth, sizeof(auth)));
     assert_string_equal(
         auth,
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240229/eu-west-1/s3/"
         "aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;"
         "x-amz-security-token, Signature="
         "0f438bd712b9063e30a7919faa63675a5041505c150413a246753ec6541e2edc");
-    assert_non_null(header_value(request, "x-amz-security-token", value,
+    assert_non_null(fetch_header_value(request, "x-amz-security-token", value,
                                  sizeof(value)));
     assert_string_equal(value, "FwoGZXIvYXdzEBYaDEXAMPLETOKEN+/=");
     assert_null(strstr(request, "wJalrXUtnFEMI"));
@@ -539,18 +440,19 @@ static void test_D9_fetch_signs_with_the_current_time(void **state) {
         .buffer_size = 1024, .temp_dir = "/tmp", .s3 = &s3};
     char request[8192], detail[512], auth[512], date[64], want[512];
     time_t before = time(NULL);
-    exchange(&o, "http://bills.s3.eu-west-1.amazonaws.com/a b.pdf",
-             "bills.s3.eu-west-1.amazonaws.com:80", not_found, request,
-             sizeof(request), detail, sizeof(detail));
+    fetch_exchange(shared_pool, &o,
+                   "http://bills.s3.eu-west-1.amazonaws.com/a b.pdf",
+                   "bills.s3.eu-west-1.amazonaws.com:80", not_found, request,
+                   sizeof(request), detail, sizeof(detail));
     assert_non_null(strstr(request, "GET /a%20b.pdf HTTP/1.1\r\n"));
     assert_non_null(strstr(request, "\r\nHost: bills.s3.eu-west-1."
                                     "amazonaws.com\r\n"));
-    assert_non_null(header_value(request, "x-amz-date", date, sizeof(date)));
+    assert_non_null(fetch_header_value(request, "x-amz-date", date, sizeof(date)));
     struct tm tm = {0};
     assert_non_null(strptime(date, "%Y%m%dT%H%M%SZ", &tm));
     time_t signed_at = timegm(&tm);
     assert_true(signed_at >= before - 1 && signed_at <= time(NULL) + 1);
-    assert_non_null(header_value(request, "Authorization", auth,
+    assert_non_null(fetch_header_value(request, "Authorization", auth,
                                  sizeof(auth)));
     assert_int_not_equal(dss_bill_s3_authorization(
                              &s3, "http://bills.s3.eu-west-1.amazonaws.com/"
@@ -580,11 +482,12 @@ static void test_D9_signing_key_follows_the_date(void **state) {
             .max_size = 1 << 20, .buffer_size = 1024, .temp_dir = "/tmp",
             .headers = days[i], .s3 = &s3};
         char request[8192], detail[512], auth[512], want[512];
-        exchange(&o, "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
-                 "bills.s3.eu-west-1.amazonaws.com:80", not_found, request,
-                 sizeof(request), detail, sizeof(detail));
-        assert_non_null(header_value(request, "Authorization", auth,
-                                     sizeof(auth)));
+        fetch_exchange(shared_pool, &o,
+                       "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
+                       "bills.s3.eu-west-1.amazonaws.com:80", not_found,
+                       request, sizeof(request), detail, sizeof(detail));
+        assert_non_null(
+            fetch_header_value(request, "Authorization", auth, sizeof(auth)));
         assert_int_not_equal(
             dss_bill_s3_authorization(
                 &s3, "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
@@ -640,8 +543,8 @@ static void test_D5_D6_s3_answers(void **state) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char request[8192], detail[512];
         s3.access_denied_is_missing = cases[i].missing;
-        dss_bill_outcome outcome = exchange(
-            &o, "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
+        dss_bill_outcome outcome = fetch_exchange(
+            shared_pool, &o, "http://bills.s3.eu-west-1.amazonaws.com/1.pdf",
             "bills.s3.eu-west-1.amazonaws.com:80", cases[i].response, request,
             sizeof(request), detail, sizeof(detail));
         if (outcome != cases[i].outcome ||
