@@ -352,6 +352,26 @@ typedef void (*batch_action)(int step);
  * not), and that ended as complete 200s */
 static int last_broken, last_complete;
 
+/* Marks the jobs whose transfers ended (code, status, done); returns how
+ * many ended now. */
+static int collect_finished(CURLM *multi) {
+    int ended = 0;
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE) {
+            continue;
+        }
+        job *j;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+        j->code = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &j->status);
+        j->done = 1;
+        ended++;
+    }
+    return ended;
+}
+
 /*
  * Runs every job at once; calls action(k) when k * every jobs have
  * finished (k = 1, 2, ...), while the rest are still in flight. Returns the
@@ -371,20 +391,7 @@ static int run_batch(job *jobs, int count, int transport_errors_allowed,
     long long end = dss_now_ms() + 80000;
     while (finished < count && dss_now_ms() < end) {
         curl_multi_perform(multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(multi, &left)) != NULL) {
-            if (m->msg != CURLMSG_DONE) {
-                continue;
-            }
-            job *j;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-            j->code = m->data.result;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE,
-                              &j->status);
-            j->done = 1;
-            finished++;
-        }
+        finished += collect_finished(multi);
         if (action && every > 0 && finished >= (step + 1) * every &&
             finished < count) {
             action(++step);
@@ -742,20 +749,7 @@ static void test_T6_reload_and_worker_quit_with_downloads_in_flight(
     long long end = dss_now_ms() + 80000;
     while (finished < n && dss_now_ms() < end) {
         curl_multi_perform(multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(multi, &left)) != NULL) {
-            if (m->msg != CURLMSG_DONE) {
-                continue;
-            }
-            job *j;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-            j->code = m->data.result;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE,
-                              &j->status);
-            j->done = 1;
-            finished++;
-        }
+        finished += collect_finished(multi);
         long long now = dss_now_ms();
         if (phase == 0 && (review3_origin_held(&origin) >= 24 + 12 ||
                            now - phase_at > 15000)) {
