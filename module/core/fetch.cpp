@@ -52,16 +52,7 @@ struct Framing {
 // 9110, 8.6): a list, even of equal values, or a sign, is refused rather
 // than read one way here and another way elsewhere.
 bool length_is_one_number(std::string_view line) {
-    std::string_view value = line.substr(line.find(':') + 1);
-    auto blank = [](char c) {
-        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-    };
-    while (!value.empty() && blank(value.front())) {
-        value.remove_prefix(1);
-    }
-    while (!value.empty() && blank(value.back())) {
-        value.remove_suffix(1);
-    }
+    std::string_view value = trim_blanks(line.substr(line.find(':') + 1));
     if (value.empty() || value.size() > 18) {
         return false;
     }

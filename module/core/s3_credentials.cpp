@@ -11,19 +11,6 @@
 
 namespace {
 
-constexpr bool is_blank(char c) {
-    return c == ' ' || c == '\t' || c == '\r';
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && is_blank(s.front())) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && is_blank(s.back())) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 // A value is one token of printable ASCII: keys, secrets and session
 // tokens are base64-like text. Anything else is a damaged file.
@@ -59,7 +46,7 @@ int dss_bill_s3_credentials_parse(const char *text, size_t len,
 
     while (!rest.empty()) {
         size_t eol = rest.find('\n');
-        std::string_view line = trim(rest.substr(0, eol));
+        std::string_view line = dss_bill::trim_blanks(rest.substr(0, eol));
         rest = eol == std::string_view::npos ? std::string_view()
                                              : rest.substr(eol + 1);
         ++line_no;
@@ -72,7 +59,8 @@ int dss_bill_s3_credentials_parse(const char *text, size_t len,
                 return error.set("line ", line_no, ": a section header "
                                  "without \"]\"");
             }
-            std::string_view name = trim(line.substr(1, line.size() - 2));
+            std::string_view name =
+                dss_bill::trim_blanks(line.substr(1, line.size() - 2));
             in_profile = name == wanted;
             if (in_profile && seen_profile) {
                 return error.set("profile \"", wanted, "\" appears twice");
@@ -87,8 +75,8 @@ int dss_bill_s3_credentials_parse(const char *text, size_t len,
         if (!in_profile) {
             continue;
         }
-        std::string_view key = trim(line.substr(0, eq));
-        std::string_view value = trim(line.substr(eq + 1));
+        std::string_view key = dss_bill::trim_blanks(line.substr(0, eq));
+        std::string_view value = dss_bill::trim_blanks(line.substr(eq + 1));
         dss_bill_text *slot = nullptr;
         if (dss_bill::equal_nocase(key, "aws_access_key_id")) {
             slot = &out->access_key_id;

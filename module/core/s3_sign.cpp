@@ -93,15 +93,6 @@ void append_hex(std::string &out, const Digest &d) {
     }
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 struct Header {
     std::string name; // lower case
@@ -131,9 +122,10 @@ struct Scratch {
 // trimmed, inner runs of spaces as one.
 void canonical(std::string_view line, Header &h) {
     size_t colon = line.find(':');
-    std::string_view name = trim(line.substr(0, colon));
+    std::string_view name = dss_bill::trim_blanks(line.substr(0, colon));
     std::string_view value =
-        colon == line.npos ? std::string_view() : trim(line.substr(colon + 1));
+        colon == line.npos ? std::string_view()
+                           : dss_bill::trim_blanks(line.substr(colon + 1));
     for (char c : name) {
         h.name += dss_bill::ascii_lower(c);
     }
